@@ -1,0 +1,168 @@
+"""``crsae-sort``: the command line. Heavy imports live inside each command."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import InputError
+
+logger = logging.getLogger("crsae_sort")
+
+
+def _setup_console(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputError(f"--set {pair!r} must look like key=value (see `crsae-sort params`)")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _load_params_file(path: str | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read parameters from {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path} must hold a JSON object of parameter: value")
+    return data
+
+
+def _run_guarded(fn):
+    """Turn input errors into a short message; everything else keeps its traceback in the log."""
+    try:
+        return fn()
+    except InputError as exc:
+        logger.debug("input error", exc_info=True)
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:  # parameter validation from the dataclasses
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings=dict(help_option_names=["-h", "--help"]))
+@click.version_option(package_name="crsae-sort")
+def main():
+    """Spike sorting with a constrained recurrent sparse autoencoder (CRsAE)."""
+
+
+@main.command("sort")
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output folder (must not exist unless --overwrite).")
+@click.option("--probe", help="Probe: a name in probes/ (e.g. tetrode) or a probeinterface file.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N (overrides the device parameter).")
+@click.option("--seed", type=int, help="Random seed (overrides the seed parameter).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter; repeatable.")
+@click.option("--params", "params_file", type=click.Path(), help="JSON file of parameters.")
+@click.option("--model", "model_path", type=click.Path(), help="Sort with a trained model.pt instead of learning one.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--sampling-frequency", type=float, help="Raw binary: sampling rate in Hz.")
+@click.option("--num-channels", type=int, help="Raw binary: number of interleaved channels.")
+@click.option("--dtype", help="Raw binary: sample type (int16, float32, ...).")
+@click.option("--gain-to-uv", type=float, help="Raw binary: µV per integer step.")
+@click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="Raw binary: µV offset.")
+@click.option("--stream", help="Stream name when the format holds several.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
+def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, sampling_frequency,
+             num_channels, dtype, gain_to_uv, offset_to_uv, stream, verbose):
+    """Sort the recording at INPUT into the folder given by -o."""
+    _setup_console(verbose)
+
+    def run():
+        from .params import SortParams
+        from .pipeline import sort
+        from .reading import open_recording
+
+        flat = _load_params_file(params_file)
+        flat.update(_parse_sets(sets))
+        if device is not None:
+            flat["device"] = device
+        if seed is not None:
+            flat["seed"] = seed
+        params = SortParams.from_dict(flat)
+        if model_path is not None and not Path(model_path).exists():
+            raise InputError(f"model file {model_path} does not exist")
+        recording = open_recording(input_path, probe=probe, sampling_frequency_hz=sampling_frequency,
+                                   num_channels=num_channels, dtype=dtype, gain_to_uv=gain_to_uv,
+                                   offset_to_uv=offset_to_uv, stream=stream)
+        return sort(recording, output, params, model_path=model_path, overwrite=overwrite)
+
+    result = _run_guarded(run)
+    s = result.summary
+    click.echo(f"{len(s['units'])} units, {s['num_spikes']} spikes from {s['duration_s']:.1f} s in "
+               f"{s['seconds']['total']:.1f} s ({s['times_real_time']:.1f}x real time) on {s['device']}")
+    click.echo(f"results in {result.output_folder}")
+
+
+@main.command("demo")
+@click.option("-o", "--output", type=click.Path(), default="crsae_demo", show_default=True, help="Output folder.")
+@click.option("--duration", "duration_s", type=float, default=30.0, show_default=True, help="Seconds to generate.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
+def demo_cmd(output, duration_s, device, overwrite, verbose):
+    """Sort a seeded SpikeInterface ground-truth tetrode and print accuracy per unit."""
+    _setup_console(verbose)
+
+    def run():
+        from .demo import run_demo
+
+        return run_demo(output, duration_s=duration_s, params={"device": device} if device else None,
+                        overwrite=overwrite)
+
+    result = _run_guarded(run)
+    click.echo(f"ground truth: {len(result.table)} units, {result.duration_s:.0f} s tetrode at 30 kHz")
+    click.echo(f"{'unit':>6} {'SNR':>6} {'accuracy':>9} {'recall':>7} {'precision':>9}")
+    for row in result.table:
+        click.echo(f"{row['unit_id']:>6} {row['snr']:6.1f} {row['accuracy']:9.3f} {row['recall']:7.3f} "
+                   f"{row['precision']:9.3f}")
+    click.echo(f"mean accuracy over units with SNR >= 5: {result.mean_accuracy_snr5:.3f}; "
+               f"sorted in {result.wall_s:.1f} s; results in {result.output_folder}")
+
+
+@main.command("params")
+@click.option("--json", "as_json", is_flag=True, help="Print the defaults as JSON (a --params file).")
+def params_cmd(as_json):
+    """List every parameter with its default, unit, bounds and help."""
+    from .params import default_params, describe
+
+    if as_json:
+        click.echo(json.dumps(default_params(), indent=2))
+        return
+    for row in describe():
+        unit = f" [{row['unit']}]" if row["unit"] else ""
+        bounds = f" {row['bounds']}" if row["bounds"] else ""
+        click.echo(f"{row['name']} = {row['default']!r}{unit}{bounds}  ({row['section']})")
+        click.echo(f"    {row['help']}")
+
+
+@main.command("info")
+def info_cmd():
+    """Versions of crsae-sort and its dependencies, and the torch devices."""
+    import torch
+
+    from .runlog import versions
+
+    for name, version in versions().items():
+        click.echo(f"{name}: {version}")
+    click.echo(f"torch threads: {torch.get_num_threads()}")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            click.echo(f"cuda:{i}: {props.name}, {props.total_memory / 2**30:.1f} GiB")
+    else:
+        click.echo("cuda: not available (CPU only)")

@@ -1,0 +1,35 @@
+"""Resolving the torch device once, at the entry point."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> first CUDA device if present, else CPU; a requested missing GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} requested but torch sees no CUDA GPU "
+                             f"(torch {torch.__version__}); use --device cpu or auto")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise InputError(f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
+        device = torch.device("cuda", index)
+    else:
+        device = torch.device("cpu")
+    logger.info("device: %s", describe_device(device))
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{device} ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,80 @@
+"""Writing results: SpikeInterface sorting folder, µV templates, spikes table, model file, JSON."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import CRsAE
+
+logger = logging.getLogger(__name__)
+
+MODEL_FORMAT = 1
+SPIKE_DTYPE = np.dtype([("sample_index", "i8"), ("segment_index", "i8"), ("unit_id", "i8"),
+                        ("amplitude", "f4"), ("amplitude_uv", "f4")])
+
+
+def templates_uv(dictionary: np.ndarray, to_model: np.ndarray, amplitudes: np.ndarray, decimation: int) -> np.ndarray:
+    """Learned atoms mapped back to band-passed µV at the recording's rate.
+
+    dictionary ``(C, M, K)`` lives in model space ``y = x A``; each atom becomes
+    ``a_c h_c^T A^{-1}`` ``(K, M)`` scaled by the unit's median code amplitude ``a_c``, then
+    resampled by the decimation factor. Returns ``(C, K * decimation, M)``.
+    """
+    from scipy.signal import resample_poly
+
+    back = np.linalg.inv(to_model)
+    out = np.einsum("cmk,mn->ckn", dictionary.astype(np.float64), back) * amplitudes[:, None, None]
+    if decimation > 1:
+        out = resample_poly(out, decimation, 1, axis=1)
+    return out.astype(np.float32)
+
+
+def spikes_table(sample_index, segment_index, unit_id, amplitude, amplitude_uv) -> np.ndarray:
+    table = np.empty(len(sample_index), dtype=SPIKE_DTYPE)
+    table["sample_index"], table["segment_index"], table["unit_id"] = sample_index, segment_index, unit_id
+    table["amplitude"], table["amplitude_uv"] = amplitude, amplitude_uv
+    return table
+
+
+def save_model(path: Path, model: CRsAE, *, sampling_frequency_hz: float, decimation: int,
+               n_channels: int, params: dict, versions: dict) -> None:
+    """``model.pt``: dictionary, lambda, reference amplitudes, encoder settings, params, versions."""
+    torch.save(dict(format=MODEL_FORMAT, dictionary=model.dictionary.detach().cpu(),
+                    lam=model.lam.detach().cpu(), reference_amplitude=model.reference_amplitude.cpu(),
+                    n_iterations=model.n_iter, positive=model.positive,
+                    model_sampling_frequency_hz=sampling_frequency_hz / decimation,
+                    n_channels=n_channels, params=params, versions=versions), path)
+
+
+def load_model(path: Path, device: torch.device) -> tuple[CRsAE, dict]:
+    """Read ``model.pt`` written by :func:`save_model`; returns the model and its metadata."""
+    from .errors import InputError
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise InputError(f"cannot read model file {path}: {exc}; pass a model.pt written by crsae-sort") from exc
+    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+        raise InputError(f"{path} is not a crsae-sort model file (format {MODEL_FORMAT})")
+    model = CRsAE(blob["dictionary"], blob["lam"], blob["n_iterations"], blob["positive"],
+                  blob["reference_amplitude"]).to(device)
+    model.normalize_()
+    return model, blob
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

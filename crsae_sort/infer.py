@@ -1,0 +1,168 @@
+"""Encoding the whole recording chunk by chunk, and reading spikes out of the codes.
+
+Chunks ``[start, end)`` are read with a margin on each side, encoded, and a spike is kept only
+if its time falls inside ``[start, end)``: a spike near a chunk boundary is seen by both chunks
+but belongs to exactly one. Memory is set by ``chunk_duration_s``, not by recording length.
+
+Screening: at ``z = 0`` the first FISTA step is ``shrink(H^T y / L, lambda / L)``, so a code can
+only grow where ``(H^T y)_c`` is near ``lambda_c`` or next to such a place. Code samples with
+``max_c (H^T y)_c / lambda_c >= screen_fraction`` are dilated by ``2 K`` on each side, and FISTA
+runs on those segments only (batched); everything else is zero. ``screen_fraction = 0``
+encodes every sample.
+
+Read-out: spike candidates are the local maxima of each code train ``z_c`` (within
+``refractory_ms``); the amplitude is the code mass within one sample of the peak, and the spike
+time is the code position plus the template's peak offset (the sample of its largest
+absolute value).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .fista import fista
+from .model import CRsAE
+from .operators import H_adjoint
+from .params import InferenceParams
+
+logger = logging.getLogger(__name__)
+
+ROW = 4096  # samples per packed row of screened segments
+
+
+@dataclass
+class Spikes:
+    """Spike candidates, one entry per spike (all arrays the same length)."""
+    sample_index: np.ndarray    # int64, sample within its segment
+    segment_index: np.ndarray   # int64
+    unit_index: np.ndarray      # int64, template index
+    amplitude: np.ndarray       # float32, code mass (whitened noise units times unit-norm template)
+
+    @classmethod
+    def empty(cls) -> "Spikes":
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+    @classmethod
+    def concatenate(cls, parts: list["Spikes"]) -> "Spikes":
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("sample_index", "segment_index", "unit_index", "amplitude")))
+
+    def select(self, mask: np.ndarray) -> "Spikes":
+        return Spikes(self.sample_index[mask], self.segment_index[mask], self.unit_index[mask], self.amplitude[mask])
+
+
+def peak_offsets(dictionary: torch.Tensor) -> np.ndarray:
+    """Per template, the sample of its largest absolute value ``(n_atoms,)``: code -> spike time."""
+    return dictionary.detach().abs().amax(dim=1).argmax(dim=1).cpu().numpy()
+
+
+@torch.no_grad()
+def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bool = False) -> Spikes:
+    """Encode every segment of ``recording`` (unit noise, the model's channels) and return spikes."""
+    fs = recording.get_sampling_frequency()
+    k = model.dictionary.shape[-1]
+    chunk = max(int(params.chunk_duration_s * fs), 8 * k)
+    margin = 8 * k
+    refractory = max(1, int(round(params.refractory_ms * fs / 1000)))
+    offsets = peak_offsets(model.dictionary)
+    device = model.dictionary.device
+    parts = []
+    bounds = [(seg, s, min(s + chunk, recording.get_num_samples(seg)))
+              for seg in range(recording.get_num_segments())
+              for s in range(0, recording.get_num_samples(seg), chunk)]
+    from tqdm.auto import tqdm
+
+    for seg, start, end in tqdm(bounds, desc="inference", unit="chunk", disable=not progress, leave=False):
+        lo, hi = max(0, start - margin), min(recording.get_num_samples(seg), end + margin)
+        traces = recording.get_traces(segment_index=seg, start_frame=lo, end_frame=hi)
+        if hi - lo < k:
+            continue
+        y = torch.from_numpy(np.ascontiguousarray(traces.T, dtype=np.float32)).to(device)
+        z = encode_screened(model, y, params.screen_fraction)
+        pos, unit, amp = read_out(z, refractory)
+        times = pos + offsets[unit] + lo
+        keep = (times >= start) & (times < end)
+        n = int(keep.sum())
+        parts.append(Spikes(times[keep].astype(np.int64), np.full(n, seg, np.int64), unit[keep], amp[keep]))
+    spikes = Spikes.concatenate(parts)
+    return select_spikes(spikes, model.reference_amplitude.cpu().numpy(), params)
+
+
+def select_spikes(spikes: Spikes, reference_amplitude: np.ndarray, params: InferenceParams) -> Spikes:
+    """Keep code peaks of at least ``amplitude_fraction`` x the template's reference amplitude."""
+    floor = params.amplitude_fraction * reference_amplitude[spikes.unit_index]
+    return spikes.select(spikes.amplitude >= floor)
+
+
+@torch.no_grad()
+def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float) -> torch.Tensor:
+    """Codes ``(C, N - K + 1)`` of one multichannel signal ``y`` ``(M, N)``, FISTA only where needed.
+
+    Active code segments are packed into rows of at least ``ROW`` samples, separated by
+    ``2K - 2`` zeros (no code can then touch two segments, so the segments are solved
+    independently), and all rows are encoded as one batch.
+    """
+    d, lam = model.dictionary, model.lam
+    k = d.shape[-1]
+    n_codes = y.shape[-1] - k + 1
+    if screen_fraction <= 0:
+        return fista(y[None], d, lam, model.lipschitz, model.n_iter, model.positive)[0]
+    corr = H_adjoint(y[None], d)[0]
+    score = ((corr if model.positive else corr.abs()) / lam[:, None]).amax(dim=0)
+    pad = 2 * k
+    active = F.max_pool1d((score >= screen_fraction).float()[None, None], 2 * pad + 1, stride=1, padding=pad)
+    segments = _runs(active[0, 0].cpu().numpy() > 0)
+    z = y.new_zeros(d.shape[0], n_codes)
+    if not segments:
+        return z
+    rows, placement = _pack(segments, k)
+    batch = y.new_zeros(len(rows), y.shape[0], max(rows))
+    for row, offset, a, b in placement:
+        batch[row, :, offset: offset + b - a + k - 1] = y[:, a: b + k - 1]
+    codes = fista(batch, d, lam, model.lipschitz, model.n_iter, model.positive)
+    for row, offset, a, b in placement:
+        z[:, a:b] = codes[row, :, offset: offset + b - a]
+    return z
+
+
+def _pack(segments: list[tuple[int, int]], k: int) -> tuple[list[int], list[tuple[int, int, int, int]]]:
+    """Next-fit packing of code segments ``[a, b)`` into rows; returns row lengths and placements."""
+    gap = 2 * k - 2
+    width = max(ROW, max(b - a + k - 1 for a, b in segments))
+    rows, placement = [0], []
+    for a, b in segments:
+        need = b - a + k - 1
+        if rows[-1] and rows[-1] + gap + need > width:
+            rows.append(0)
+        offset = rows[-1] + (gap if rows[-1] else 0)
+        placement.append((len(rows) - 1, offset, a, b))
+        rows[-1] = offset + need
+    return rows, placement
+
+
+def read_out(z: torch.Tensor, refractory: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local maxima of each code train ``z`` ``(C, n)`` within ``refractory`` samples.
+
+    Returns code positions, template indices and amplitudes (code mass at the peak +- 1 sample).
+    """
+    mag = z.abs()
+    pooled = F.max_pool1d(mag[None], 2 * refractory + 1, stride=1, padding=refractory)[0]
+    # strict local maximum, with ties broken towards the earliest sample
+    earlier = F.pad(mag, (1, 0))[:, :-1]
+    is_peak = (mag > 0) & (mag >= pooled) & (mag > earlier)
+    unit, pos = torch.nonzero(is_peak, as_tuple=True)
+    mass = F.avg_pool1d(z[None], 3, stride=1, padding=1, count_include_pad=True)[0] * 3
+    amp = mass[unit, pos]
+    return pos.cpu().numpy().astype(np.int64), unit.cpu().numpy().astype(np.int64), amp.cpu().numpy().astype(np.float32)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of each run of True in a boolean vector."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))

@@ -1,0 +1,156 @@
+"""Initial dictionary from detected spikes: SpikeInterface peak detection, snippets, clustering.
+
+Peaks are detected on random chunks of the preprocessed (white, unit-noise) recording,
+snippets of ``K = before + after`` samples around each peak are clustered (PCA, then HDBSCAN for
+an automatic number of templates or k-means for a fixed one), near-duplicate clusters are
+merged by best-lag cosine similarity, and each cluster's median snippet, scaled to unit norm,
+becomes an atom ``h_c`` ``(n_channels, n_times_atom)``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .params import InitParams
+
+logger = logging.getLogger(__name__)
+
+CHUNK_S = 1.0
+
+
+@dataclass
+class InitialDictionary:
+    dictionary: np.ndarray      # (n_atoms, n_channels, n_times_atom), unit-norm atoms
+    amplitudes: np.ndarray      # (n_atoms,) median code amplitude <snippet, h_c> of each cluster
+    n_before: int               # samples before the peak in an atom
+    n_peaks: int                # peaks detected
+    cluster_sizes: list[int]    # peaks per atom
+
+
+def initial_dictionary(recording, params: InitParams, seed: int) -> InitialDictionary:
+    """Detect, cut and cluster spikes of ``recording`` (unit noise); return unit-norm atoms."""
+    fs = recording.get_sampling_frequency()
+    n_before = max(1, int(round(params.template_ms_before * fs / 1000)))
+    n_after = max(1, int(round(params.template_ms_after * fs / 1000)))
+    slices = _random_slices(recording, params.init_duration_s, seed)
+    snippets = _detect_and_cut(recording, slices, params.detect_threshold, n_before, n_after)
+    n_peaks = len(snippets)
+    min_peaks = max(10, params.n_templates)
+    if n_peaks < min_peaks:
+        raise InputError(f"only {n_peaks} spikes detected at detect_threshold={params.detect_threshold} in "
+                         f"{params.init_duration_s:g} s; lower detect_threshold (e.g. 4) or raise init_duration_s")
+    labels = _cluster(snippets, params, seed)
+    atoms, sizes = _cluster_templates(snippets, labels)
+    if params.n_templates == 0:
+        atoms, sizes = _merge_similar(atoms, sizes, params.merge_similarity, params.merge_amplitude_ratio)
+        if len(atoms) > params.max_templates:
+            keep = np.argsort(sizes)[::-1][: params.max_templates]
+            atoms, sizes = atoms[keep], [sizes[i] for i in keep]
+    norms = np.linalg.norm(atoms.reshape(len(atoms), -1), axis=1)
+    dictionary = np.ascontiguousarray(atoms.transpose(0, 2, 1)) / norms[:, None, None]  # (C, M, K)
+    logger.info("initial dictionary: %d peaks -> %d templates of %d samples (sizes %s, amplitudes %s)",
+                n_peaks, len(dictionary), n_before + n_after, sizes, np.array2string(norms, precision=1))
+    return InitialDictionary(dictionary.astype(np.float32), norms.astype(np.float32), n_before, n_peaks,
+                             list(map(int, sizes)))
+
+
+def _random_slices(recording, duration_s: float, seed: int) -> list[tuple[int, int, int]]:
+    """Non-overlapping ``(segment, start, end)`` chunks of ~1 s totalling ``duration_s``, seeded."""
+    fs = recording.get_sampling_frequency()
+    chunk = int(CHUNK_S * fs)
+    candidates = []
+    for seg in range(recording.get_num_segments()):
+        n = recording.get_num_samples(seg)
+        candidates += [(seg, s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    rng = np.random.default_rng(seed)
+    n_pick = min(len(candidates), max(1, int(np.ceil(duration_s / CHUNK_S))))
+    picked = rng.choice(len(candidates), size=n_pick, replace=False)
+    return sorted(candidates[i] for i in picked)
+
+
+def _detect_and_cut(recording, slices, threshold: float, n_before: int, n_after: int) -> np.ndarray:
+    """Snippets ``(n_peaks, n_before + n_after, n_channels)`` around negative peaks."""
+    from spikeinterface.sortingcomponents.peak_detection import detect_peaks
+
+    method = "locally_exclusive"
+    kwargs = dict(peak_sign="neg", detect_threshold=threshold, exclude_sweep_ms=0.5, radius_um=100.0,
+                  noise_levels=np.ones(recording.get_num_channels(), dtype="float32"))
+    peaks = detect_peaks(recording, method=method, method_kwargs=kwargs, pipeline_kwargs=dict(slices=slices),
+                         job_kwargs=dict(n_jobs=1, progress_bar=False))
+    out = []
+    for seg, start, end in slices:
+        sel = peaks[(peaks["segment_index"] == seg) & (peaks["sample_index"] >= start + n_before)
+                    & (peaks["sample_index"] < end - n_after)]
+        if len(sel) == 0:
+            continue
+        traces = recording.get_traces(segment_index=seg, start_frame=start, end_frame=end)
+        idx = sel["sample_index"] - start
+        window = np.arange(-n_before, n_after)
+        out.append(traces[idx[:, None] + window[None, :], :])
+    if not out:
+        return np.zeros((0, n_before + n_after, recording.get_num_channels()), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+def _cluster(snippets: np.ndarray, params: InitParams, seed: int) -> np.ndarray:
+    """Cluster labels (``-1`` = noise) of snippets, on their first principal components."""
+    from sklearn.cluster import HDBSCAN, KMeans
+    from sklearn.decomposition import PCA
+
+    flat = snippets.reshape(len(snippets), -1)
+    n_comp = int(min(10, flat.shape[1], len(flat) - 1))
+    feats = PCA(n_components=n_comp, random_state=seed).fit_transform(flat)
+    if params.n_templates > 0:
+        return KMeans(n_clusters=params.n_templates, n_init=4, random_state=seed).fit_predict(feats)
+    min_size = max(10, int(params.min_cluster_fraction * len(flat)))
+    labels = HDBSCAN(min_cluster_size=min_size, min_samples=5).fit_predict(feats)
+    if labels.max() < 0:  # no structure found: one template
+        labels = np.zeros(len(flat), dtype=int)
+    return labels
+
+
+def _cluster_templates(snippets: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    ids = [u for u in np.unique(labels) if u >= 0]
+    atoms = np.stack([np.median(snippets[labels == u], axis=0) for u in ids])
+    return atoms, [int((labels == u).sum()) for u in ids]
+
+
+def _merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float,
+                   max_ratio: float) -> tuple[np.ndarray, list[int]]:
+    """Greedily merge templates ``(n, K, M)`` of the same shape and amplitude.
+
+    Same shape: best-lag cosine similarity above ``threshold``; same amplitude: ratio of norms at
+    most ``max_ratio`` (two neurons can share a shape at different distances from the probe).
+    The larger cluster's template is kept.
+    """
+    atoms = [a for a in atoms]
+    sizes = list(sizes)
+    while len(atoms) > 1:
+        sim = template_similarity(np.stack(atoms))
+        norms = np.linalg.norm(np.stack(atoms).reshape(len(atoms), -1), axis=1)
+        ratio = np.maximum(norms[:, None], norms[None, :]) / np.minimum(norms[:, None], norms[None, :])
+        sim[ratio > max_ratio] = -np.inf
+        np.fill_diagonal(sim, -np.inf)
+        i, j = np.unravel_index(np.argmax(sim), sim.shape)
+        if sim[i, j] < threshold:
+            break
+        keep, drop = (i, j) if sizes[i] >= sizes[j] else (j, i)
+        sizes[keep] += sizes[drop]
+        del atoms[drop], sizes[drop]
+    return np.stack(atoms), sizes
+
+
+def template_similarity(atoms: np.ndarray, max_lag: int | None = None) -> np.ndarray:
+    """Best-lag cosine similarity between templates ``(n, K, M)`` over lags ``|l| <= max_lag``."""
+    n, k, _ = atoms.shape
+    max_lag = k // 4 if max_lag is None else max_lag
+    unit = atoms / np.linalg.norm(atoms.reshape(n, -1), axis=1)[:, None, None]
+    best = np.full((n, n), -np.inf)
+    for lag in range(-max_lag, max_lag + 1):
+        a = unit[:, max(lag, 0): k + min(lag, 0)]
+        b = unit[:, max(-lag, 0): k + min(-lag, 0)]
+        best = np.maximum(best, np.einsum("ikm,jkm->ij", a, b))
+    return best

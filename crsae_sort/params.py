@@ -1,0 +1,228 @@
+"""Every sorting parameter, once: default, type, unit, bounds and help text.
+
+The CLI (``crsae-sort params``, ``--set key=value``), the SpikeInterface plugin
+(``_default_params`` / ``_params_description``) and ``docs/parameters.md`` are generated from
+these dataclasses. Keys are flat and unique across sections, so ``--set n_iterations=30``
+needs no section name. Unknown keys and out-of-range values raise ``ValueError``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+
+def _p(default: Any, help: str, unit: str = "", low: float | None = None, high: float | None = None,
+       choices: tuple | None = None, low_open: bool = False):
+    meta = dict(help=help, unit=unit, low=low, high=high, choices=choices, low_open=low_open)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """Band-pass, common reference and whitening (all SpikeInterface, applied lazily)."""
+    freq_min_hz: float = _p(300.0, "High-pass corner of the band-pass filter.", "Hz", 1.0, 10000.0)
+    freq_max_hz: float = _p(6000.0, "Low-pass corner; lowered to 0.45 x the sampling rate when above it.",
+                            "Hz", 10.0, 50000.0)
+    common_reference: str = _p("auto", "Common reference: 'median', 'none', or 'auto' (median when the "
+                               "recording has 8 channels or more; tetrodes share spikes on all channels).",
+                               choices=("auto", "median", "none"))
+    whiten: bool = _p(True, "Whiten channels with SpikeInterface's whitening (noise becomes white, unit variance).")
+    decimate: bool = _p(True, "Run the model at a lower rate: the largest integer factor that keeps the low-pass "
+                        "corner below 0.4 x the model rate (30 kHz -> 15 kHz at 6 kHz); spike times are "
+                        "reported in the recording's own samples.")
+
+
+@dataclass(frozen=True)
+class InitParams:
+    """Dictionary initialisation: peak detection, snippets, clustering."""
+    detect_threshold: float = _p(5.0, "Peak detection threshold in noise standard deviations (MAD).", "sigma", 2.0, 50.0)
+    init_duration_s: float = _p(60.0, "Seconds of recording (random chunks) used for detection and clustering.",
+                                "s", 1.0, 3600.0)
+    n_templates: int = _p(0, "Number of templates; 0 chooses it automatically by clustering.", "", 0, 512)
+    max_templates: int = _p(24, "Upper bound on the automatic number of templates.", "", 1, 512)
+    template_ms_before: float = _p(0.6, "Template length before its peak.", "ms", 0.05, 10.0)
+    template_ms_after: float = _p(1.4, "Template length after its peak.", "ms", 0.1, 20.0)
+    merge_similarity: float = _p(0.9, "Clusters are merged when their templates' best-lag cosine similarity "
+                                 "exceeds this and their amplitudes are within merge_amplitude_ratio.", "", 0.5, 1.0)
+    merge_amplitude_ratio: float = _p(1.3, "Largest amplitude ratio of two clusters that may be merged.",
+                                      "", 1.0, 100.0)
+    min_cluster_fraction: float = _p(0.01, "Smallest cluster kept, as a fraction of detected peaks.", "", 0.0, 0.5)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The CRsAE: unrolled encoder and sparsity prior."""
+    n_iterations: int = _p(50, "FISTA iterations T unrolled in the encoder.", "", 1, 5000)
+    positive_codes: bool = _p(True, "One-sided shrinkage (non-negative spike amplitudes).")
+    lambda_scale: float = _p(1.0, "Initial lambda as a multiple of the universal threshold sqrt(2 log(C N)).",
+                             "", 0.05, 20.0)
+    lambda_prior_strength: float = _p(10.0, "Gamma-prior pseudo-samples per data sample (r / N_e); larger keeps "
+                                      "lambda closer to its initial value.", "", 0.0, 1e6)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Learning the dictionary and lambda on random windows."""
+    window_ms: float = _p(30.0, "Length of each training window.", "ms", 2.0, 10000.0)
+    n_windows: int = _p(640, "Random windows drawn from the recording (10 % held out).", "", 16, 1_000_000)
+    batch_size: int = _p(32, "Windows per mini-batch.", "", 1, 65536)
+    max_epochs: int = _p(2, "Upper bound on passes over the training windows.", "", 0, 10000)
+    learning_rate: float = _p(2e-3, "Adam learning rate for the dictionary.", "", 0.0, 1.0, low_open=True)
+    lambda_learning_rate: float = _p(2e-2, "Adam learning rate for log(lambda).", "", 0.0, 1.0)
+    patience: int = _p(2, "Stop after this many evaluations without held-out improvement.", "", 1, 1000)
+    eval_every: int = _p(10, "Mini-batches between held-out evaluations.", "", 1, 100000)
+
+
+@dataclass(frozen=True)
+class InferenceParams:
+    """Encoding the whole recording and reading spikes out of the codes."""
+    chunk_duration_s: float = _p(10.0, "Recording processed per chunk; bounds memory.", "s", 0.05, 600.0)
+    screen_fraction: float = _p(0.6, "Encode only where max_c (H^T y)_c exceeds this fraction of lambda_c "
+                                "(plus margins); 0 encodes every sample.", "", 0.0, 1.0)
+    amplitude_fraction: float = _p(0.3, "Discard code peaks below this fraction of the template's reference "
+                                   "amplitude (the median amplitude of its initial cluster).", "", 0.0, 1.0)
+    refractory_ms: float = _p(1.0, "Code peaks of one template closer than this are one spike.", "ms", 0.0, 20.0)
+    min_spikes: int = _p(10, "Units with fewer spikes are dropped.", "", 0, 1_000_000)
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Where and how the run executes."""
+    device: str = _p("auto", "Torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'.")
+    seed: int = _p(0, "Random seed for window sampling, clustering and training.", "", 0, 2**32 - 1)
+    num_threads: int = _p(0, "CPU threads for torch; 0 keeps torch's default.", "", 0, 1024)
+
+
+SECTIONS = {
+    "preprocess": PreprocessParams,
+    "init": InitParams,
+    "model": ModelParams,
+    "train": TrainParams,
+    "inference": InferenceParams,
+    "run": RunParams,
+}
+
+
+@dataclass(frozen=True)
+class SortParams:
+    """All parameters of one sort, grouped by pipeline stage."""
+    preprocess: PreprocessParams = field(default_factory=PreprocessParams)
+    init: InitParams = field(default_factory=InitParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    inference: InferenceParams = field(default_factory=InferenceParams)
+    run: RunParams = field(default_factory=RunParams)
+
+    @classmethod
+    def from_dict(cls, flat: dict[str, Any] | None = None) -> "SortParams":
+        """Build from flat ``{key: value}``; strings are parsed (``"30"``, ``"true"``); validated."""
+        flat = dict(flat or {})
+        known = {f.name: sec for sec, klass in SECTIONS.items() for f in dataclasses.fields(klass)}
+        unknown = sorted(set(flat) - set(known))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; see `crsae-sort params` for the list")
+        sections = {}
+        for sec, klass in SECTIONS.items():
+            hints = get_type_hints(klass)
+            kwargs = {}
+            for f in dataclasses.fields(klass):
+                if f.name in flat:
+                    kwargs[f.name] = _coerce(f.name, flat[f.name], hints[f.name])
+                    _check(f, kwargs[f.name])
+            sections[sec] = klass(**kwargs)
+        params = cls(**sections)
+        _check_cross(params)
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat ``{key: value}`` of every parameter."""
+        return {f.name: getattr(getattr(self, sec), f.name)
+                for sec in SECTIONS for f in dataclasses.fields(getattr(self, sec))}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def describe() -> list[dict[str, Any]]:
+    """One row per parameter: section, name, type, default, unit, bounds, help."""
+    rows = []
+    for sec, klass in SECTIONS.items():
+        hints = get_type_hints(klass)
+        for f in dataclasses.fields(klass):
+            m = f.metadata
+            rows.append(dict(section=sec, name=f.name, type=hints[f.name].__name__, default=f.default,
+                             unit=m["unit"], bounds=_bounds_text(f), help=m["help"]))
+    return rows
+
+
+def default_params() -> dict[str, Any]:
+    return SortParams().to_dict()
+
+
+def _bounds_text(f) -> str:
+    m = f.metadata
+    if m["choices"]:
+        return " | ".join(m["choices"])
+    if m["low"] is None and m["high"] is None:
+        return ""
+    left = "(" if m["low_open"] else "["
+    return f"{left}{m['low']:g}, {m['high']:g}]"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(name: str, value: Any, typ: type) -> Any:
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+                return value.strip().lower() in _TRUE
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f"parameter {name}={value!r} must be of type {typ.__name__}")
+
+
+def _check(f, value) -> None:
+    m = f.metadata
+    if m["choices"] and value not in m["choices"]:
+        raise ValueError(f"parameter {f.name}={value!r} must be one of {', '.join(m['choices'])}")
+    if isinstance(value, bool) or m["low"] is None:
+        return
+    if value != value:  # NaN
+        raise ValueError(f"parameter {f.name} is NaN; allowed range {_bounds_text(f)}")
+    too_low = value <= m["low"] if m["low_open"] else value < m["low"]
+    if too_low or value > m["high"]:
+        raise ValueError(f"parameter {f.name}={value!r} is outside the allowed range {_bounds_text(f)}")
+
+
+def _check_cross(p: SortParams) -> None:
+    if p.preprocess.freq_min_hz >= p.preprocess.freq_max_hz:
+        raise ValueError(f"freq_min_hz={p.preprocess.freq_min_hz} must be below freq_max_hz={p.preprocess.freq_max_hz}")
+    if p.init.n_templates > p.init.max_templates:
+        raise ValueError(f"n_templates={p.init.n_templates} exceeds max_templates={p.init.max_templates}; "
+                         "raise max_templates too")
+    dev = p.run.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ValueError(f"parameter device={dev!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")

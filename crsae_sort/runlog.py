@@ -1,0 +1,58 @@
+"""Per-run log file, versions, and stage timing."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+logger = logging.getLogger("crsae_sort")
+
+PACKAGES = ("crsae-sort", "torch", "spikeinterface", "neo", "probeinterface", "numpy", "scipy", "scikit-learn")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of every package the sort depends on."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path):
+    """Attach a DEBUG file handler to the ``crsae_sort`` logger for the duration of a run."""
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(previous)
+
+
+class StageTimer:
+    """Wall seconds per pipeline stage, logged as each stage ends."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        logger.info("stage %s: start", name)
+        yield
+        self.seconds[name] = time.perf_counter() - t0
+        logger.info("stage %s: %.2f s", name, self.seconds[name])
