@@ -21,7 +21,7 @@ def templates_uv(dictionary: np.ndarray, to_model: np.ndarray, amplitudes: np.nd
     """Learned atoms mapped back to band-passed µV at the recording's rate.
 
     dictionary ``(C, M, K)`` lives in model space ``y = x A``; each atom becomes
-    ``a_c h_c^T A^{-1}`` ``(K, M)`` scaled by the unit's median code amplitude ``a_c``, then
+    ``a_c h_c^T A^{-1}`` ``(K, M)`` scaled by the unit's median debiased amplitude ``a_c``, then
     resampled by the decimation factor. Returns ``(C, K * decimation, M)``.
     """
     from scipy.signal import resample_poly
@@ -38,6 +38,15 @@ def spikes_table(sample_index, segment_index, unit_id, amplitude, amplitude_uv) 
     table["sample_index"], table["segment_index"], table["unit_id"] = sample_index, segment_index, unit_id
     table["amplitude"], table["amplitude_uv"] = amplitude, amplitude_uv
     return table
+
+
+def save_sorting(sorting, folder: Path) -> None:
+    """SpikeInterface sorting folder (``spikeinterface.load`` reads it back)."""
+    import warnings
+
+    with warnings.catch_warnings():  # an in-memory sorting has no provenance to record
+        warnings.filterwarnings("ignore", message=".*not serializable.*")
+        sorting.save(folder=folder)
 
 
 def save_model(path: Path, model: CRsAE, *, sampling_frequency_hz: float, decimation: int,

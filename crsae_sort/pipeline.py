@@ -159,7 +159,10 @@ def _assemble(recording, pre, model: CRsAE, spikes: Spikes, params: SortParams, 
         logger.info("dropped %d template(s) with fewer than %d spikes: %s", len(dropped),
                     params.inference.min_spikes, dropped)
     spikes = spikes.select(np.isin(spikes.unit_index, keep_units))
-    median_amp = np.array([np.median(spikes.amplitude[spikes.unit_index == u]) for u in keep_units])
+    lam = model.lam.detach().cpu().numpy()
+    # the lasso shrinks an isolated spike's code by lambda (unit-norm atom): z = <h, y> - lambda
+    debiased = spikes.amplitude + lam[spikes.unit_index]
+    median_amp = np.array([np.median(debiased[spikes.unit_index == u]) for u in keep_units])
     dictionary = model.dictionary.detach().cpu().numpy()
     tpl = export.templates_uv(dictionary[keep_units], pre.to_model, median_amp, pre.decimation)
     peak_uv = np.abs(tpl).max(axis=(1, 2)) / np.maximum(median_amp, 1e-12)
@@ -167,7 +170,7 @@ def _assemble(recording, pre, model: CRsAE, spikes: Spikes, params: SortParams, 
     lookup[keep_units] = peak_uv
     sample_index = spikes.sample_index * pre.decimation
     table = export.spikes_table(sample_index, spikes.segment_index, spikes.unit_index, spikes.amplitude,
-                                spikes.amplitude * lookup[spikes.unit_index])
+                                debiased * lookup[spikes.unit_index])
     fs = recording.get_sampling_frequency()
     samples, labels = [], []
     for seg in range(recording.get_num_segments()):
@@ -177,9 +180,8 @@ def _assemble(recording, pre, model: CRsAE, spikes: Spikes, params: SortParams, 
         labels.append(sel["unit_id"][order])
     sorting = NumpySorting.from_samples_and_labels(samples, labels, fs, unit_ids=keep_units)
     duration_s = sum(recording.get_num_samples(s) for s in range(recording.get_num_segments())) / fs
-    lam = model.lam.detach().cpu().numpy()
     units = [dict(unit_id=int(u), num_spikes=int(counts[u]), firing_rate_hz=float(counts[u] / duration_s),
-                  lambda_=float(lam[u]), median_amplitude=float(a), peak_uv=float(np.abs(t).max()))
+                  lambda_=float(lam[u]), median_debiased_amplitude=float(a), peak_uv=float(np.abs(t).max()))
              for u, a, t in zip(keep_units, median_amp, tpl)]
     summary = dict(units=units, num_spikes=int(len(table)), num_templates=int(len(counts)),
                    duration_s=duration_s, sampling_frequency_hz=fs, decimation=pre.decimation,
@@ -191,7 +193,7 @@ def _assemble(recording, pre, model: CRsAE, spikes: Spikes, params: SortParams, 
 
 
 def _write(folder: Path, result: SortResult, pre, info: dict) -> None:
-    result.sorting.save(folder=folder / "sorting")
+    export.save_sorting(result.sorting, folder / "sorting")
     np.save(folder / "templates.npy", result.templates_uv)
     np.save(folder / "spikes.npy", result.spikes)
     export.save_model(folder / "model.pt", result.model, sampling_frequency_hz=result.summary["sampling_frequency_hz"],

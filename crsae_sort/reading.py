@@ -38,7 +38,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
         recording = _read_known(path, stream)
     if probe is not None:
         recording = recording.set_probe(load_probe(probe, recording.get_num_channels()), group_mode="by_shank")
-    if recording.get_probegroup() is None or not recording.has_probe():
+    if not recording.has_probe():
         raise InputError("recording has no probe attached: pass --probe tetrode (a name in probes/) or "
                          "--probe my_probe.json (any probeinterface file)")
     return recording

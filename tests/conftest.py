@@ -1,0 +1,45 @@
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    warnings.filterwarnings("ignore", message=".*not serializable.*")
+    yield
+
+
+@pytest.fixture(scope="session")
+def gt_tetrode():
+    """The demo's seeded ground-truth tetrode: 30 s, 6 units, 30 kHz, default noise."""
+    from crsae_sort.demo import ground_truth_tetrode
+
+    return ground_truth_tetrode(30.0)
+
+
+@pytest.fixture(scope="session")
+def sorted_demo(tmp_path_factory, gt_tetrode):
+    """One full sort of the ground-truth tetrode, shared by the tests that read its outputs."""
+    from crsae_sort import sort
+
+    recording, gt_sorting = gt_tetrode
+    folder = tmp_path_factory.mktemp("demo") / "out"
+    result = sort(recording, folder, progress=False)
+    return recording, gt_sorting, result
+
+
+def random_dictionary(n_atoms, n_channels, k, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(n_atoms, n_channels, k, generator=g, dtype=dtype)
+    return d / d.flatten(1).norm(dim=1).view(-1, 1, 1)
+
+
+logging.getLogger("crsae_sort").setLevel(logging.INFO)

@@ -1,0 +1,115 @@
+"""The unrolled encoder against a reference lasso solver, and the lambda EM update."""
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from conftest import random_dictionary
+from crsae_sort.fista import fista, lasso_objective
+from crsae_sort.model import CRsAE, gamma_prior, lambda_closed_form, lambda_loss
+from crsae_sort.operators import H, lipschitz_constant
+from crsae_sort.prox import shrink
+
+
+def reference_lasso(y, d, lam, positive):
+    """Solve the lasso with L-BFGS-B on the split z = u - v, u, v >= 0 (a smooth bound-constrained QP)."""
+    c, n = d.shape[0], y.shape[-1] - d.shape[-1] + 1
+    size = c * n
+
+    def fun(x):
+        u = torch.tensor(x[:size].reshape(1, c, n))
+        v = torch.tensor(x[size:].reshape(1, c, n)) if not positive else torch.zeros_like(u)
+        u.requires_grad_(), v.requires_grad_()
+        r = y - H(u - v, d)
+        obj = 0.5 * (r ** 2).sum() + (lam.view(1, -1, 1) * (u + v)).sum()
+        obj.backward()
+        grad = u.grad.flatten().numpy()
+        if not positive:
+            grad = np.concatenate([grad, v.grad.flatten().numpy()])
+        return obj.item(), grad
+
+    x0 = np.zeros(size if positive else 2 * size)
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * len(x0),
+                   options=dict(maxiter=20000, ftol=1e-15, gtol=1e-12))
+    u = res.x[:size].reshape(1, c, n)
+    z = u - (res.x[size:].reshape(1, c, n) if not positive else 0)
+    return torch.tensor(z), res.fun
+
+
+@pytest.mark.parametrize("positive", [True, False])
+def test_unrolled_encoder_reaches_reference_lasso_solution(positive):
+    d = random_dictionary(3, 2, 6, seed=4)
+    g = torch.Generator().manual_seed(5)
+    z_true = torch.zeros(1, 3, 45, dtype=torch.float64)
+    z_true[0, 0, 5], z_true[0, 1, 20], z_true[0, 2, 33] = 4.0, 3.0, 5.0
+    if not positive:
+        z_true[0, 1, 20] = -3.0
+    y = H(z_true, d) + 0.1 * torch.randn(1, 2, 50, generator=g, dtype=torch.float64)
+    lam = torch.tensor([0.3, 0.4, 0.5], dtype=torch.float64)
+    z_ref, obj_ref = reference_lasso(y, d, lam, positive)
+    z = fista(y, d, lam, lipschitz_constant(d), n_iter=3000, positive=positive)
+    obj = lasso_objective(y, z, d, lam).item()
+    assert obj <= obj_ref * (1 + 1e-7)
+    assert torch.allclose(z, z_ref, atol=1e-4)
+    # and the planted spikes are where the codes are largest
+    for atom, t in [(0, 5), (1, 20), (2, 33)]:
+        assert z[0, atom].abs().argmax().item() == t
+
+
+def test_objective_decreases_with_more_iterations():
+    d = random_dictionary(4, 3, 8, seed=6)
+    y = torch.randn(2, 3, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    lam = torch.full((4,), 1.0, dtype=torch.float64)
+    lip = lipschitz_constant(d)
+    objs = [lasso_objective(y, fista(y, d, lam, lip, t), d, lam).item() for t in (1, 5, 20, 100, 500)]
+    assert all(a > b for a, b in zip(objs, objs[1:]))
+    assert (objs[-2] - objs[-1]) / objs[-1] < 1e-3
+
+
+def test_shrink_one_and_two_sided():
+    v = torch.tensor([[[-3.0, -0.5, 0.5, 3.0]]])
+    b = torch.tensor([1.0])
+    assert shrink(v, b, positive=True).tolist() == [[[0.0, 0.0, 0.0, 2.0]]]
+    assert shrink(v, b, positive=False).tolist() == [[[-2.0, 0.0, 0.0, 2.0]]]
+
+
+def test_lambda_gradient_descent_reaches_closed_form():
+    g = torch.Generator().manual_seed(8)
+    z = torch.relu(torch.randn(4, 3, 100, generator=g, dtype=torch.float64)) * torch.tensor([0.5, 1.0, 2.0],
+                                                                                            dtype=torch.float64).view(1, 3, 1)
+    lam0 = torch.tensor([2.0, 3.0, 4.0], dtype=torch.float64)
+    r, delta = gamma_prior(lam0, z.shape[0] * z.shape[2], strength=0.5)
+    expected = lambda_closed_form(z, r, delta)
+    log_lam = lam0.log().clone().requires_grad_()
+    opt = torch.optim.Adam([log_lam], lr=0.05)
+    for _ in range(3000):
+        opt.zero_grad()
+        loss = lambda_loss(z, log_lam.exp(), r, delta) / 400
+        loss.backward()
+        opt.step()
+    assert torch.allclose(log_lam.exp(), expected, rtol=1e-4)
+    # the closed form is the stationary point: d loss / d lambda = ||z||_1 - (N_e + r - 1)/lambda + delta = 0
+    lam = expected.clone().requires_grad_()
+    lambda_loss(z, lam, r, delta).backward()
+    assert lam.grad.abs().max() < 1e-8
+
+
+def test_prior_strength_pulls_lambda_to_prior_mean():
+    z = torch.zeros(2, 1, 50, dtype=torch.float64)
+    z[0, 0, 10] = 5.0
+    lam0 = torch.tensor([3.0], dtype=torch.float64)
+    weak = lambda_closed_form(z, *gamma_prior(lam0, 100, strength=0.01))
+    strong = lambda_closed_form(z, *gamma_prior(lam0, 100, strength=1000.0))
+    assert abs(strong.item() - 3.0) < 0.01
+    assert weak.item() > 15  # sparse data alone pushes lambda up (N_e / ||z||_1 = 20)
+
+
+def test_model_keeps_unit_norm_atoms_and_fresh_lipschitz():
+    d = random_dictionary(3, 2, 5, dtype=torch.float32) * 7
+    model = CRsAE(d, torch.ones(3), n_iter=10)
+    norms = model.dictionary.detach().flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.ones(3), atol=1e-6)
+    with torch.no_grad():
+        model.dictionary.mul_(3.0)
+    model.normalize_()
+    assert model.lipschitz == pytest.approx(lipschitz_constant(model.dictionary), rel=1e-9)

@@ -1,0 +1,114 @@
+"""End to end on SpikeInterface ground truth: accuracy, outputs, templates in µV, multi-segment."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from crsae_sort import InputError, sort
+from crsae_sort.demo import score
+
+
+def test_accuracy_on_ground_truth_tetrode(sorted_demo):
+    recording, gt_sorting, result = sorted_demo
+    table, mean_acc = score(recording, gt_sorting, result.sorting)
+    good = [row for row in table if row["snr"] >= 5]
+    assert len(good) >= 5
+    assert mean_acc >= 0.85, table
+    assert min(row["accuracy"] for row in good) >= 0.7, table
+
+
+def test_output_folder_round_trips(sorted_demo):
+    import spikeinterface as si
+
+    recording, _, result = sorted_demo
+    folder = result.output_folder
+    names = {p.name for p in folder.iterdir()}
+    assert {"sorting", "templates.npy", "spikes.npy", "model.pt", "params.json", "summary.json",
+            "crsae_sort.log", "training.json"} <= names
+    loaded = si.load(folder / "sorting")
+    assert list(loaded.unit_ids) == list(result.sorting.unit_ids)
+    for u in loaded.unit_ids:
+        assert np.array_equal(loaded.get_unit_spike_train(u), result.sorting.get_unit_spike_train(u))
+    spikes = np.load(folder / "spikes.npy")
+    assert len(spikes) == sum(len(loaded.get_unit_spike_train(u)) for u in loaded.unit_ids)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["num_spikes"] == len(spikes)
+    assert set(summary["seconds"]) >= {"preprocess", "init", "train", "inference", "total"}
+    assert summary["device"].startswith("cpu")
+    log = (folder / "crsae_sort.log").read_text()
+    assert "versions" in log and "stage inference" in log and "parameters" in log
+    blob = torch.load(folder / "model.pt", weights_only=True)
+    assert blob["dictionary"].shape[1] == recording.get_num_channels()
+    assert blob["params"] == result.params.to_dict()
+
+
+def test_templates_are_in_microvolts_and_match_ground_truth(sorted_demo):
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+    from spikeinterface.core import create_sorting_analyzer
+
+    from spikeinterface.preprocessing import bandpass_filter
+
+    recording, gt_sorting, result = sorted_demo
+    tpl = np.load(result.output_folder / "templates.npy")
+    assert tpl.shape[0] == len(result.sorting.unit_ids) and tpl.shape[2] == recording.get_num_channels()
+    filtered = bandpass_filter(recording, freq_min=300.0, freq_max=6000.0)  # as the sorter sees it
+    analyzer = create_sorting_analyzer(gt_sorting, filtered, sparse=False, format="memory")
+    analyzer.compute(["random_spikes", "templates"], verbose=False)
+    gt_tpl = analyzer.get_extension("templates").get_data()  # (units, samples, channels) µV
+    match = compare_sorter_to_ground_truth(gt_sorting, result.sorting).hungarian_match_12
+    unit_index = {u: i for i, u in enumerate(result.sorting.unit_ids)}
+    checked = 0
+    for gi, gu in enumerate(gt_sorting.unit_ids):
+        su = match[gu]
+        if su == -1:
+            continue
+        ours, theirs = tpl[unit_index[su]], gt_tpl[gi]
+        peak_ours, peak_theirs = np.abs(ours).max(), np.abs(theirs).max()
+        if peak_theirs < 20:  # ignore units buried in noise
+            continue
+        assert peak_ours == pytest.approx(peak_theirs, rel=0.2)
+        best_channel = np.abs(theirs).max(axis=0).argmax()
+        assert np.abs(ours).max(axis=0).argmax() == best_channel
+        checked += 1
+    assert checked >= 3
+
+
+def test_multi_segment_recording(gt_tetrode, tmp_path):
+    from spikeinterface.core import append_recordings
+
+    recording, gt_sorting = gt_tetrode
+    a = recording.frame_slice(0, 300000)
+    b = recording.frame_slice(300000, 600000)
+    multi = append_recordings([a, b])
+    result = sort(multi, tmp_path / "multi", {"max_epochs": 1}, progress=False)
+    assert result.sorting.get_num_segments() == 2
+    n0 = sum(len(result.sorting.get_unit_spike_train(u, segment_index=0)) for u in result.sorting.unit_ids)
+    n1 = sum(len(result.sorting.get_unit_spike_train(u, segment_index=1)) for u in result.sorting.unit_ids)
+    assert n0 > 500 and n1 > 500
+    for u in result.sorting.unit_ids:
+        assert result.sorting.get_unit_spike_train(u, segment_index=1).max() < 300000
+
+
+def test_failed_run_leaves_no_folder(gt_tetrode, tmp_path):
+    recording, _ = gt_tetrode
+    target = tmp_path / "out"
+    with pytest.raises(InputError, match="spikes detected"):
+        sort(recording.frame_slice(0, 60000), target, {"detect_threshold": 50.0}, progress=False)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_short_and_no_probe(gt_tetrode, tmp_path):
+    from spikeinterface.core import NumpyRecording
+
+    recording, _ = gt_tetrode
+    with pytest.raises(InputError, match="only"):
+        sort(recording.frame_slice(0, 300), tmp_path / "o", progress=False)
+    from crsae_sort.reading import open_recording
+
+    bare = NumpyRecording([np.zeros((30000, 4), np.float32)], 30000.0)
+    bare.save(folder=tmp_path / "bare")
+    with pytest.raises(InputError, match="no probe"):
+        open_recording(tmp_path / "bare")
+    assert open_recording(tmp_path / "bare", probe="tetrode").get_probe().get_contact_count() == 4
