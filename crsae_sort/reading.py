@@ -37,7 +37,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
     else:
         recording = _read_known(path, stream)
     if probe is not None:
-        recording = recording.set_probe(load_probe(probe, recording.get_num_channels()), group_mode="by_shank")
+        recording = recording.set_probe(load_probe(probe, recording.get_num_channels()))
     if not recording.has_probe():
         raise InputError("recording has no probe attached: pass --probe tetrode (a name in probes/) or "
                          "--probe my_probe.json (any probeinterface file)")
