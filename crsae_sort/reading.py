@@ -37,7 +37,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
     else:
         recording = _read_known(path, stream)
     if probe is not None:
-        recording = recording.set_probe(load_probe(probe, recording.get_num_channels()))
+        recording = _with_probe(recording, load_probe(probe, recording.get_num_channels()))
     if not recording.has_probe():
         raise InputError("recording has no probe attached: pass --probe tetrode (a name in probes/) or "
                          "--probe my_probe.json (any probeinterface file)")
@@ -65,6 +65,24 @@ def load_probe(probe: str, num_channels: int):
     if len(group.probes) == 1 and probe_obj.device_channel_indices is None:
         probe_obj.set_device_channel_indices(list(range(n_contacts)))
     return probe_obj
+
+
+def _with_probe(recording, probe):
+    """A view of ``recording`` with ``probe`` (a Probe or ProbeGroup) attached; the input is untouched."""
+    import probeinterface as pi
+
+    group = probe if isinstance(probe, pi.ProbeGroup) else _as_group(probe)
+    view = recording.select_channels(recording.channel_ids)
+    view.set_probegroup(group, in_place=True)
+    return view
+
+
+def _as_group(probe):
+    import probeinterface as pi
+
+    group = pi.ProbeGroup()
+    group.add_probe(probe)
+    return group
 
 
 def _read_raw(path: Path, sampling_frequency_hz: float, num_channels: int, dtype: str,
