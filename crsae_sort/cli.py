@@ -136,10 +136,14 @@ def demo_cmd(output, duration_s, device, overwrite, verbose):
 
 @main.command("params")
 @click.option("--json", "as_json", is_flag=True, help="Print the defaults as JSON (a --params file).")
-def params_cmd(as_json):
+@click.option("--markdown", is_flag=True, help="Print the Markdown table of docs/parameters.md.")
+def params_cmd(as_json, markdown):
     """List every parameter with its default, unit, bounds and help."""
-    from .params import default_params, describe
+    from .params import default_params, describe, markdown_table
 
+    if markdown:
+        click.echo(markdown_table())
+        return
     if as_json:
         click.echo(json.dumps(default_params(), indent=2))
         return

@@ -50,6 +50,13 @@ def initial_dictionary(recording, params: InitParams, seed: int) -> InitialDicti
             keep = np.argsort(sizes)[::-1][: params.max_templates]
             atoms, sizes = atoms[keep], [sizes[i] for i in keep]
     norms = np.linalg.norm(atoms.reshape(len(atoms), -1), axis=1)
+    weak = norms < params.detect_threshold
+    if weak.any() and not weak.all() and params.n_templates == 0:
+        # a cluster whose median snippet is weaker than one threshold crossing is noise, not a unit
+        logger.info("dropped %d noise-like cluster(s) of amplitude %s", int(weak.sum()),
+                    np.array2string(norms[weak], precision=1))
+        atoms, norms = atoms[~weak], norms[~weak]
+        sizes = [s for s, w in zip(sizes, weak) if not w]
     dictionary = np.ascontiguousarray(atoms.transpose(0, 2, 1)) / norms[:, None, None]  # (C, M, K)
     logger.info("initial dictionary: %d peaks -> %d templates of %d samples (sizes %s, amplitudes %s)",
                 n_peaks, len(dictionary), n_before + n_after, sizes, np.array2string(norms, precision=1))
@@ -106,7 +113,7 @@ def _cluster(snippets: np.ndarray, params: InitParams, seed: int) -> np.ndarray:
     if params.n_templates > 0:
         return KMeans(n_clusters=params.n_templates, n_init=4, random_state=seed).fit_predict(feats)
     min_size = max(10, int(params.min_cluster_fraction * len(flat)))
-    labels = HDBSCAN(min_cluster_size=min_size, min_samples=5).fit_predict(feats)
+    labels = HDBSCAN(min_cluster_size=min_size, min_samples=5, copy=True).fit_predict(feats)
     if labels.max() < 0:  # no structure found: one template
         labels = np.zeros(len(flat), dtype=int)
     return labels

@@ -21,7 +21,7 @@ def _p(default: Any, help: str, unit: str = "", low: float | None = None, high: 
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    """Band-pass, common reference and whitening (all SpikeInterface, applied lazily)."""
+    """Band-pass, common reference, whitening and decimation (all SpikeInterface, applied lazily)."""
     freq_min_hz: float = _p(300.0, "High-pass corner of the band-pass filter.", "Hz", 1.0, 10000.0)
     freq_max_hz: float = _p(6000.0, "Low-pass corner; lowered to 0.45 x the sampling rate when above it.",
                             "Hz", 10.0, 50000.0)
@@ -155,6 +155,22 @@ def describe() -> list[dict[str, Any]]:
             rows.append(dict(section=sec, name=f.name, type=hints[f.name].__name__, default=f.default,
                              unit=m["unit"], bounds=_bounds_text(f), help=m["help"]))
     return rows
+
+
+def markdown_table() -> str:
+    """The parameters as the Markdown table in ``docs/parameters.md``."""
+    lines = ["# Parameters", "",
+             "Generated from `crsae_sort/params.py` by `crsae-sort params --markdown`; do not edit by hand.",
+             "Set any of them with `crsae-sort sort ... --set name=value`, a `--params file.json`, or a dict",
+             "`crsae_sort.sort(recording, folder, {\"name\": value})`.", ""]
+    for sec, klass in SECTIONS.items():
+        lines += [f"## {sec}", "", klass.__doc__.strip(), "",
+                  "| name | type | default | unit | bounds | description |", "|---|---|---|---|---|---|"]
+        for row in (r for r in describe() if r["section"] == sec):
+            lines.append(f"| `{row['name']}` | {row['type']} | `{row['default']!r}` | {row['unit']} | "
+                         f"{row['bounds'].replace(' | ', ', ')} | {row['help']} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def default_params() -> dict[str, Any]:

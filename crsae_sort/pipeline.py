@@ -143,7 +143,12 @@ def _build_and_train(pre, init, params: SortParams, device: torch.device, progre
                   params.model.positive_codes, torch.from_numpy(init.amplitudes).to(device))
     logger.info("model: %d templates x %d channels x %d samples, T=%d, L=%.3f, lambda0=%.3f",
                 *dictionary.shape, model.n_iter, model.lipschitz, lam0)
-    windows = sample_windows(pre.recording, params.train.n_windows, n_window, params.run.seed)
+    rec = pre.recording
+    total = sum(rec.get_num_samples(s) for s in range(rec.get_num_segments()))
+    n_windows = int(min(params.train.n_windows, max(2 * params.train.batch_size, total // n_window)))
+    if n_windows < params.train.n_windows:
+        logger.info("training on %d windows: the recording holds no more without overlap", n_windows)
+    windows = sample_windows(rec, n_windows, n_window, params.run.seed)
     result = train(model, windows, params.train, lambda_prior_strength=params.model.lambda_prior_strength,
                    seed=params.run.seed, progress=progress)
     return model, result

@@ -42,3 +42,12 @@ def test_describe_covers_every_field_with_help():
     assert len(names) == len(set(names)) == sum(len(k.__dataclass_fields__) for k in SECTIONS.values())
     assert all(r["help"] for r in rows)
     assert {"n_iterations", "device", "seed", "chunk_duration_s"} <= set(names)
+
+
+def test_docs_parameter_table_is_current():
+    from pathlib import Path
+
+    from crsae_sort.params import markdown_table
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
+    assert doc.read_text().strip() == markdown_table().strip(), "run: crsae-sort params --markdown > docs/parameters.md"
