@@ -1,0 +1,128 @@
+"""Speed and memory of `crsae-sort` on SpikeInterface ground-truth tetrodes (30 kHz).
+
+Each sort runs in its own process so that its peak memory (ru_maxrss) is its own. Reports the
+median wall time over repeats, times real time, seconds per stage, peak memory and accuracy,
+and how close the encoder is to its arithmetic floor (4 C M K flops per code sample and
+iteration). Writes the table into docs/benchmarks.md between the SPEED markers.
+
+    python scripts/benchmark_speed.py                   # quick: 1 and 5 min, 3 repeats each
+    python scripts/benchmark_speed.py --full            # adds 20 min (memory vs length)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+
+CHILD = r"""
+import json, resource, sys, time, warnings
+warnings.filterwarnings("ignore")
+import spikeinterface as si
+from crsae_sort import sort
+from crsae_sort.demo import score
+rec_folder, out, gt_folder = sys.argv[1:4]
+rec = si.load(rec_folder)
+t0 = time.perf_counter()
+result = sort(rec, out, overwrite=True, progress=False)
+wall = time.perf_counter() - t0
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+table, acc = score(rec, si.load(gt_folder), result.sorting)
+m = result.model
+print(json.dumps(dict(wall_s=wall, stages=result.summary["seconds"], peak_mb=peak_mb, accuracy=acc,
+                      n_templates=int(m.dictionary.shape[0]), n_channels=int(m.dictionary.shape[1]),
+                      k=int(m.dictionary.shape[2]), n_iter=m.n_iter, decimation=result.summary["decimation"])))
+"""
+
+
+def make_recording(folder: Path, duration_s: float, seed: int = 1):
+    from crsae_sort.demo import ground_truth_tetrode
+
+    rec_folder, gt_folder = folder / f"rec_{int(duration_s)}s", folder / f"gt_{int(duration_s)}s"
+    if not rec_folder.exists():
+        rec, gt = ground_truth_tetrode(duration_s, seed)
+        rec.save(folder=rec_folder, n_jobs=1, progress_bar=False)
+        gt.save(folder=gt_folder)
+    return rec_folder, gt_folder
+
+
+def run_once(rec_folder: Path, gt_folder: Path, out: Path) -> dict:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(rec_folder), str(out), str(gt_folder)],
+                          capture_output=True, text=True, env=env, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def encoder_floor_row(runs: list[dict], duration_s: float) -> str:
+    r = runs[0]
+    code_rate = 30000.0 / r["decimation"]
+    flops = 4 * r["n_templates"] * r["n_channels"] * r["k"] * r["n_iter"] * code_rate * duration_s
+    inference = statistics.median(x["stages"]["inference"] for x in runs)
+    return (f"dense-equivalent encoder work {flops / 1e9:.1f} GFLOP for {duration_s:.0f} s "
+            f"(C={r['n_templates']}, M={r['n_channels']}, K={r['k']}, T={r['n_iter']}, {code_rate:.0f} Hz); "
+            f"inference stage {inference:.1f} s = {flops / inference / 1e9:.1f} GFLOP/s effective")
+
+
+def hardware() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="also 20 minutes (memory against length)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=None, help="where recordings are generated (default: a temp dir)")
+    ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+    durations = [60.0, 300.0] + ([1200.0] if args.full else [])
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_bench_"))
+    rows, notes = [], []
+    for duration in durations:
+        rec_folder, gt_folder = make_recording(work, duration)
+        repeats = args.repeats if duration <= 300 else 1
+        runs = [run_once(rec_folder, gt_folder, work / "out") for _ in range(repeats)]
+        wall = statistics.median(r["wall_s"] for r in runs)
+        stages = {k: statistics.median(r["stages"][k] for r in runs)
+                  for k in ("preprocess", "init", "train", "inference", "export")}
+        row = (f"| {duration / 60:g} min | {repeats} | {wall:.1f} | {duration / wall:.1f}x | "
+               + " | ".join(f"{stages[k]:.1f}" for k in stages)
+               + f" | {max(r['peak_mb'] for r in runs):.0f} | {statistics.median(r['accuracy'] for r in runs):.3f} |")
+        print(row, flush=True)
+        rows.append(row)
+        notes.append(encoder_floor_row(runs, duration))
+    table = "\n".join([
+        f"Hardware: {hardware()}. Ground truth: `generate_ground_truth_recording`, tetrode, 30 kHz, "
+        "6 units (one at SNR < 1), seed 1, saved as a binary folder. Median over repeats, each sort in a "
+        "fresh process; peak memory is that process's maximum resident set.", "",
+        "| recording | repeats | wall s | x real time | preprocess s | init s | train s | inference s | "
+        "export s | peak MB | accuracy (SNR >= 5) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", *[f"- {n}" for n in notes]])
+    print(table)
+    if not args.no_doc:
+        text = DOC.read_text()
+        start, end = "<!-- SPEED:START -->", "<!-- SPEED:END -->"
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+if __name__ == "__main__":
+    main()
