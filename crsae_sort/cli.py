@@ -50,8 +50,6 @@ def _run_guarded(fn):
     except InputError as exc:
         logger.debug("input error", exc_info=True)
         raise click.ClickException(str(exc)) from None
-    except ValueError as exc:  # parameter validation from the dataclasses
-        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings=dict(help_option_names=["-h", "--help"]))

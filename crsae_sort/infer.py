@@ -71,6 +71,7 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     margin = 8 * k
     refractory = max(1, int(round(params.refractory_ms * fs / 1000)))
     offsets = peak_offsets(model.dictionary)
+    reference = model.reference_amplitude.cpu().numpy()
     device = model.dictionary.device
     parts = []
     bounds = [(seg, s, min(s + chunk, recording.get_num_samples(seg)))
@@ -89,9 +90,9 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
         times = pos + offsets[unit] + lo
         keep = (times >= start) & (times < end)
         n = int(keep.sum())
-        parts.append(Spikes(times[keep].astype(np.int64), np.full(n, seg, np.int64), unit[keep], amp[keep]))
-    spikes = Spikes.concatenate(parts)
-    return select_spikes(spikes, model.reference_amplitude.cpu().numpy(), params)
+        found = Spikes(times[keep].astype(np.int64), np.full(n, seg, np.int64), unit[keep], amp[keep])
+        parts.append(select_spikes(found, reference, params))
+    return Spikes.concatenate(parts)
 
 
 def select_spikes(spikes: Spikes, reference_amplitude: np.ndarray, params: InferenceParams) -> Spikes:

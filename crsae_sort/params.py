@@ -3,7 +3,8 @@
 The CLI (``crsae-sort params``, ``--set key=value``), the SpikeInterface plugin
 (``_default_params`` / ``_params_description``) and ``docs/parameters.md`` are generated from
 these dataclasses. Keys are flat and unique across sections, so ``--set n_iterations=30``
-needs no section name. Unknown keys and out-of-range values raise ``ValueError``.
+needs no section name. Unknown keys and out-of-range values raise ``InputError`` (a
+``ValueError``) naming the field, the value and the allowed range.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
+
+from .errors import InputError
 
 
 def _p(default: Any, help: str, unit: str = "", low: float | None = None, high: float | None = None,
@@ -122,7 +125,7 @@ class SortParams:
         known = {f.name: sec for sec, klass in SECTIONS.items() for f in dataclasses.fields(klass)}
         unknown = sorted(set(flat) - set(known))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; see `crsae-sort params` for the list")
+            raise InputError(f"unknown parameter(s) {', '.join(unknown)}; see `crsae-sort params` for the list")
         sections = {}
         for sec, klass in SECTIONS.items():
             hints = get_type_hints(klass)
@@ -192,53 +195,52 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def _coerce(name: str, value: Any, typ: type) -> Any:
-    try:
-        if typ is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-                return value.strip().lower() in _TRUE
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-            raise ValueError
-        if typ is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value) if not isinstance(value, str) else int(value.strip())
-        if typ is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if typ is str:
-            if not isinstance(value, str):
-                raise ValueError
+    """``value`` as ``typ``; strings from the command line are parsed, lossy conversions refused."""
+    text = value.strip().lower() if isinstance(value, str) else None
+    if typ is bool:
+        if isinstance(value, bool):
             return value
-    except (TypeError, ValueError):
-        pass
-    raise ValueError(f"parameter {name}={value!r} must be of type {typ.__name__}")
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+    elif typ is int and not isinstance(value, bool):
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if text is not None and text.lstrip("+-").isdigit():
+            return int(text)
+    elif typ is float and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+        if text is not None:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+    elif typ is str and isinstance(value, str):
+        return value
+    raise InputError(f"parameter {name}={value!r} must be of type {typ.__name__}")
 
 
 def _check(f, value) -> None:
     m = f.metadata
     if m["choices"] and value not in m["choices"]:
-        raise ValueError(f"parameter {f.name}={value!r} must be one of {', '.join(m['choices'])}")
+        raise InputError(f"parameter {f.name}={value!r} must be one of {', '.join(m['choices'])}")
     if isinstance(value, bool) or m["low"] is None:
         return
     if value != value:  # NaN
-        raise ValueError(f"parameter {f.name} is NaN; allowed range {_bounds_text(f)}")
+        raise InputError(f"parameter {f.name} is NaN; allowed range {_bounds_text(f)}")
     too_low = value <= m["low"] if m["low_open"] else value < m["low"]
     if too_low or value > m["high"]:
-        raise ValueError(f"parameter {f.name}={value!r} is outside the allowed range {_bounds_text(f)}")
+        raise InputError(f"parameter {f.name}={value!r} is outside the allowed range {_bounds_text(f)}")
 
 
 def _check_cross(p: SortParams) -> None:
     if p.preprocess.freq_min_hz >= p.preprocess.freq_max_hz:
-        raise ValueError(f"freq_min_hz={p.preprocess.freq_min_hz} must be below freq_max_hz={p.preprocess.freq_max_hz}")
+        raise InputError(f"freq_min_hz={p.preprocess.freq_min_hz} must be below freq_max_hz={p.preprocess.freq_max_hz}")
     if p.init.n_templates > p.init.max_templates:
-        raise ValueError(f"n_templates={p.init.n_templates} exceeds max_templates={p.init.max_templates}; "
+        raise InputError(f"n_templates={p.init.n_templates} exceeds max_templates={p.init.max_templates}; "
                          "raise max_templates too")
     dev = p.run.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ValueError(f"parameter device={dev!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise InputError(f"parameter device={dev!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")

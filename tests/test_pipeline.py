@@ -112,3 +112,12 @@ def test_too_short_and_no_probe(gt_tetrode, tmp_path):
     with pytest.raises(InputError, match="no probe"):
         open_recording(tmp_path / "bare")
     assert open_recording(tmp_path / "bare", probe="tetrode").get_probe().get_contact_count() == 4
+
+
+def test_same_seed_gives_identical_spikes_on_cpu(gt_tetrode):
+    recording, _ = gt_tetrode
+    short = recording.frame_slice(0, 300000)
+    a = sort(short, None, {"max_epochs": 1, "seed": 5}, progress=False)
+    b = sort(short, None, {"max_epochs": 1, "seed": 5}, progress=False)
+    assert np.array_equal(a.spikes, b.spikes)
+    assert np.array_equal(a.templates_uv, b.templates_uv)
