@@ -67,18 +67,20 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     opt_dict = torch.optim.Adam([model.dictionary], lr=params.learning_rate)
     opt_lam = torch.optim.Adam([model.log_lambda], lr=params.lambda_learning_rate)
     n_codes = windows.shape[-1] - model.dictionary.shape[-1] + 1
-    n_e = min(params.batch_size, len(train_set)) * n_codes
+    n_e = min(params.batch_size, len(train_set)) * n_codes  # code samples per mini-batch
     lam0 = model.lam.detach().clone()
     shape_r, rate_delta = gamma_prior(lam0, n_e, lambda_prior_strength)
     result = TrainingResult()
-    best = (_validation_loss(model, val), copy.deepcopy(model.state_dict()), model.lipschitz)
-    result.history.append(dict(step=0, train_loss=float("nan"), val_loss=best[0], lam=lam0.cpu().tolist()))
+    best_loss, best_state = _validation_loss(model, val), copy.deepcopy(model.state_dict())
+    result.history.append(dict(step=0, train_loss=float("nan"), val_loss=best_loss, lam=lam0.cpu().tolist()))
+    batch = min(params.batch_size, len(train_set))
+    n_batches = len(train_set) // batch  # full batches only: N_e is the same in every lambda step
     stale, step, t0 = 0, 0, time.perf_counter()
-    bar = _bar(params.max_epochs * int(np.ceil(len(train_set) / params.batch_size)), progress)
+    bar = _bar(params.max_epochs * n_batches, progress)
     for epoch in range(params.max_epochs):
         perm = torch.randperm(len(train_set), generator=gen).numpy()
-        for b0 in range(0, len(train_set), params.batch_size):
-            y = torch.from_numpy(train_set[perm[b0: b0 + params.batch_size]]).to(device)
+        for b in range(n_batches):
+            y = torch.from_numpy(train_set[perm[b * batch: (b + 1) * batch]]).to(device)
             z, y_hat = model(y)
             loss = reconstruction_loss(y, y_hat)
             opt_dict.zero_grad(set_to_none=True)
@@ -91,27 +93,28 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
             opt_lam.step()
             step += 1
             bar.update(1)
-            if step % params.eval_every == 0:
-                val_loss = _validation_loss(model, val)
-                result.history.append(dict(step=step, train_loss=loss.item(), val_loss=val_loss,
-                                           lam=model.lam.detach().cpu().tolist()))
-                logger.debug("step %d: train %.5f held-out %.5f", step, loss.item(), val_loss)
-                if val_loss < best[0] - 1e-6:
-                    best, stale = (val_loss, copy.deepcopy(model.state_dict()), model.lipschitz), 0
-                    result.best_step = step
-                else:
-                    stale += 1
-                if stale >= params.patience:
-                    break
-        else:
-            continue
-        break
+            if step % params.eval_every:
+                continue
+            val_loss = _validation_loss(model, val)
+            result.history.append(dict(step=step, train_loss=loss.item(), val_loss=val_loss,
+                                       lam=model.lam.detach().cpu().tolist()))
+            logger.debug("step %d: train %.5f held-out %.5f", step, loss.item(), val_loss)
+            if val_loss < best_loss - 1e-6:
+                best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+                result.best_step = step
+            else:
+                stale += 1
+            if stale >= params.patience:
+                break
+        if stale >= params.patience:
+            logger.info("early stop at step %d: no held-out improvement in %d evaluations", step, stale)
+            break
     bar.close()
-    model.load_state_dict(best[1])
+    model.load_state_dict(best_state)
     model.normalize_()
     result.n_steps, result.seconds = step, time.perf_counter() - t0
     logger.info("training: %d steps in %.1f s, best held-out loss %.5f at step %d (start %.5f)",
-                step, result.seconds, best[0], result.best_step, result.history[0]["val_loss"])
+                step, result.seconds, best_loss, result.best_step, result.history[0]["val_loss"])
     return result
 
 
