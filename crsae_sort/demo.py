@@ -37,7 +37,7 @@ def unit_snrs(recording, sorting) -> dict:
     from spikeinterface.metrics import compute_snrs
 
     analyzer = create_sorting_analyzer(sorting, recording, sparse=False, format="memory")
-    analyzer.compute(["random_spikes", "templates", "noise_levels"], verbose=False)
+    analyzer.compute(["random_spikes", "templates", "noise_levels"], verbose=False, n_jobs=1, progress_bar=False)
     return {k: float(v) for k, v in compute_snrs(analyzer).items()}
 
 
