@@ -49,6 +49,18 @@ def save_sorting(sorting, folder: Path) -> None:
         sorting.save(folder=folder)
 
 
+def save_recording_reference(recording, path: Path) -> bool:
+    """SpikeInterface JSON of the input recording (absolute paths), so reports can reopen it.
+
+    In-memory recordings cannot be described this way; then nothing is written.
+    """
+    if not recording.check_serializability("json"):
+        logger.info("recording is not serialisable to JSON; recording.json not written")
+        return False
+    recording.dump_to_json(path, relative_to=None)
+    return True
+
+
 def save_model(path: Path, model: CRsAE, *, sampling_frequency_hz: float, decimation: int,
                n_channels: int, params: dict, versions: dict) -> None:
     """``model.pt``: dictionary, lambda, reference amplitudes, encoder settings, params, versions."""

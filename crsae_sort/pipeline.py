@@ -121,7 +121,7 @@ def _sort(recording, params: SortParams, model_path, progress: bool, folder: Pat
         result = _assemble(recording, pre, model, spikes, params, training, device)
         result.stage_seconds = dict(timer.seconds)
         if folder is not None:
-            _write(folder, result, pre, info)
+            _write(folder, result, recording, pre, info)
     total = time.perf_counter() - t_start
     result.summary["seconds"] = dict(timer.seconds, total=total)
     duration_s = result.summary["duration_s"]
@@ -197,8 +197,9 @@ def _assemble(recording, pre, model: CRsAE, spikes: Spikes, params: SortParams, 
                       summary=summary, training=training)
 
 
-def _write(folder: Path, result: SortResult, pre, info: dict) -> None:
+def _write(folder: Path, result: SortResult, recording, pre, info: dict) -> None:
     export.save_sorting(result.sorting, folder / "sorting")
+    export.save_recording_reference(recording, folder / "recording.json")
     np.save(folder / "templates.npy", result.templates_uv)
     np.save(folder / "spikes.npy", result.spikes)
     export.save_model(folder / "model.pt", result.model, sampling_frequency_hz=result.summary["sampling_frequency_hz"],
