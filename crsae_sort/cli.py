@@ -50,6 +50,9 @@ def _run_guarded(fn):
     except InputError as exc:
         logger.debug("input error", exc_info=True)
         raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # a bug or a system fault: one line here, the traceback in the run's log
+        notes = " ".join(getattr(exc, "__notes__", []))
+        raise click.ClickException(f"{type(exc).__name__}: {exc}. {notes or 'Rerun with -v for details.'}") from None
 
 
 @click.group(context_settings=dict(help_option_names=["-h", "--help"]))
@@ -68,6 +71,7 @@ def main():
 @click.option("--params", "params_file", type=click.Path(), help="JSON file of parameters.")
 @click.option("--model", "model_path", type=click.Path(), help="Sort with a trained model.pt instead of learning one.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run into the same output folder.")
 @click.option("--sampling-frequency", type=float, help="Raw binary: sampling rate in Hz.")
 @click.option("--num-channels", type=int, help="Raw binary: number of interleaved channels.")
 @click.option("--dtype", help="Raw binary: sample type (int16, float32, ...).")
@@ -75,7 +79,7 @@ def main():
 @click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="Raw binary: µV offset.")
 @click.option("--stream", help="Stream name when the format holds several.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
-def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, sampling_frequency,
+def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, resume, sampling_frequency,
              num_channels, dtype, gain_to_uv, offset_to_uv, stream, verbose):
     """Sort the recording at INPUT into the folder given by -o."""
     _setup_console(verbose)
@@ -97,7 +101,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
         recording = open_recording(input_path, probe=probe, sampling_frequency_hz=sampling_frequency,
                                    num_channels=num_channels, dtype=dtype, gain_to_uv=gain_to_uv,
                                    offset_to_uv=offset_to_uv, stream=stream)
-        return sort(recording, output, params, model_path=model_path, overwrite=overwrite)
+        return sort(recording, output, params, model_path=model_path, overwrite=overwrite, resume=resume)
 
     result = _run_guarded(run)
     s = result.summary

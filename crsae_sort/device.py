@@ -11,7 +11,10 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> first CUDA device if present, else CPU; a requested missing GPU is an error."""
+    """``auto`` -> first CUDA device if present, else CPU; a requested missing GPU is an error.
+
+    Called once per run, at the entry point; the run logs the device with :func:`describe_device`.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
@@ -24,7 +27,6 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device("cuda", index)
     else:
         device = torch.device("cpu")
-    logger.info("device: %s", describe_device(device))
     return device
 
 

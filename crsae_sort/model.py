@@ -54,6 +54,10 @@ class CRsAE(nn.Module):
         """Project each atom onto the unit sphere, ``h_c <- h_c / ||h_c||``, and refresh L."""
         norms = self.dictionary.flatten(1).norm(dim=1).clamp_min(1e-12)
         self.dictionary.div_(norms.view(-1, 1, 1))
+        self.refresh_lipschitz()
+
+    def refresh_lipschitz(self) -> None:
+        """Recompute ``L >= ||H||^2`` for the current dictionary (after loading a state)."""
         self.lipschitz = lipschitz_constant(self.dictionary)
 
     def encode(self, y: torch.Tensor, track_lambda_grad: bool = False) -> torch.Tensor:

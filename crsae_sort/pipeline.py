@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import export
+from . import export, outfolder
 from .device import describe_device, resolve_device
 from .errors import InputError
 from .infer import Spikes, detect_spikes
@@ -27,6 +26,7 @@ from .params import SortParams
 from .preprocess import preprocess
 from .runlog import StageTimer, log_to_file, versions
 from .train import TrainingResult, sample_windows, train
+from .validate import check_recording, scan_traces
 
 logger = logging.getLogger(__name__)
 
@@ -48,77 +48,96 @@ class SortResult:
 
 
 def sort(recording, output_folder: str | Path | None = None, params: SortParams | dict | None = None, *,
-         model_path: str | Path | None = None, overwrite: bool = False, progress: bool | None = None) -> SortResult:
+         model_path: str | Path | None = None, overwrite: bool = False, resume: bool = False,
+         progress: bool | None = None) -> SortResult:
     """Sort ``recording`` (a SpikeInterface recording with a probe) and write the outputs.
 
     ``params`` is a :class:`SortParams` or a flat dict of overrides (``crsae-sort params``);
-    ``model_path`` reuses a trained ``model.pt`` instead of learning a dictionary.
+    ``model_path`` reuses a trained ``model.pt`` instead of learning a dictionary; ``resume``
+    continues an interrupted run into the same ``output_folder`` from its last checkpoint.
+    Every input is checked before any heavy work; problems raise :class:`InputError`.
     """
     if not isinstance(params, SortParams):
         params = SortParams.from_dict(params)
     progress = sys.stderr.isatty() if progress is None else progress
-    _check_recording(recording, params)
-    if output_folder is None:
-        return _sort(recording, params, model_path, progress, None)
-    target = Path(output_folder).resolve()
-    if target.exists() and not overwrite:
-        raise InputError(f"output folder {target} exists; pass --overwrite (overwrite=True) or choose another")
-    if not target.parent.exists():
-        raise InputError(f"parent folder {target.parent} of the output does not exist; create it first")
-    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    device = resolve_device(params.run.device)
+    trained = export.load_model(Path(model_path), device) if model_path is not None else None
+    if trained is not None and trained[1]["n_channels"] != recording.get_num_channels():
+        raise InputError(f"model {model_path} was trained on {trained[1]['n_channels']} channels but the "
+                         f"recording has {recording.get_num_channels()}; train a new model")
+    check_recording(recording, params)
+    target = Path(output_folder).resolve() if output_folder is not None else None
+    if target is not None:
+        outfolder.check_target(target, overwrite=overwrite, resume=resume)
+    scan = scan_traces(recording)
+    if scan.dead_channel_ids:
+        recording = recording.remove_channels(scan.dead_channel_ids)
+        if trained is not None:
+            raise InputError(f"channels {scan.dead_channel_ids} are dead, so the recording no longer matches the "
+                             f"model's {trained[1]['n_channels']} channels; train a new model")
+    if target is None:
+        return _sort(recording, params, device, trained, progress, None, scan)
+    partial = outfolder.open_partial(target, resume=resume)
     try:
-        tmp.mkdir()
+        with log_to_file(partial / LOG_NAME, append=resume):
+            try:
+                result = _sort(recording, params, device, trained, progress, partial, scan)
+            except Exception:
+                logger.exception("run failed")
+                raise
+        outfolder.commit(partial, target)
+    except InputError:
+        outfolder.abandon(partial, target, keep_for_resume=False, log_name=LOG_NAME)
+        raise
     except OSError as exc:
-        raise InputError(f"cannot write into {target.parent}: {exc.strerror}; choose a writable folder") from exc
-    try:
-        with log_to_file(tmp / LOG_NAME):
-            result = _sort(recording, params, model_path, progress, tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        outfolder.abandon(partial, target, keep_for_resume=False, log_name=LOG_NAME)
+        raise outfolder.disk_error(exc, target.parent) from exc
+    except BaseException as exc:
+        log = outfolder.abandon(partial, target, keep_for_resume=True, log_name=LOG_NAME)
+        if log is not None and isinstance(exc, Exception):
+            exc.add_note(f"crsae-sort: the log with the traceback is {log}")
         raise
     result.output_folder = target
     return result
 
 
-def _sort(recording, params: SortParams, model_path, progress: bool, folder: Path | None) -> SortResult:
+def _sort(recording, params: SortParams, device: torch.device, trained, progress: bool, folder: Path | None,
+          scan) -> SortResult:
     t_start = time.perf_counter()
     info = versions()
     logger.info("crsae-sort %s; versions %s", info["crsae-sort"], info)
     logger.info("parameters %s", params.to_dict())
     logger.info("recording: %s", recording)
+    logger.info("device: %s", describe_device(device))
     if params.run.num_threads:
         torch.set_num_threads(params.run.num_threads)
-    device = resolve_device(params.run.device)
     seed = params.run.seed
     torch.manual_seed(seed)
     timer = StageTimer()
-    model_blob = None
-    if model_path is not None:
-        model, model_blob = export.load_model(Path(model_path), device)
-        if model_blob["n_channels"] != recording.get_num_channels():
-            raise InputError(f"model {model_path} was trained on {model_blob['n_channels']} channels but the "
-                             f"recording has {recording.get_num_channels()}; train a new model")
+    checkpoints = folder / outfolder.CHECKPOINT_DIR if folder is not None else None
+    if checkpoints is not None:
+        checkpoints.mkdir(exist_ok=True)
     with timer.stage("preprocess"):
         pre = preprocess(recording, params.preprocess, seed)
     fs_model = pre.recording.get_sampling_frequency()
     training = None
-    if model_blob is None:
+    if trained is None:
         with timer.stage("init"):
-            init = initial_dictionary(pre.recording, params.init, seed)
+            init = _cached(checkpoints, "init.pt",
+                           lambda: initial_dictionary(pre.recording, params.init, seed))
         with timer.stage("train"):
-            model, training = _build_and_train(pre, init, params, device, progress)
-    elif abs(model_blob["model_sampling_frequency_hz"] - fs_model) > 1e-6 * fs_model:
-        raise InputError(f"model {model_path} runs at {model_blob['model_sampling_frequency_hz']:.0f} Hz but this "
-                         f"recording preprocesses to {fs_model:.0f} Hz; train a new model")
+            model, training = _cached(checkpoints, "trained.pt",
+                                      lambda: _build_and_train(pre, init, params, device, progress, checkpoints))
+    else:
+        model, blob = trained
+        if abs(blob["model_sampling_frequency_hz"] - fs_model) > 1e-6 * fs_model:
+            raise InputError(f"the model runs at {blob['model_sampling_frequency_hz']:.3f} Hz but this recording "
+                             f"preprocesses to {fs_model:.3f} Hz; train a new model")
     with timer.stage("inference"):
         spikes = detect_spikes(model, pre.recording, params.inference, progress=progress)
     with timer.stage("export"):
         result = _assemble(recording, pre, model, spikes, params, training, device)
+        result.summary["dead_channels_excluded"] = [str(c) for c in scan.dead_channel_ids]
         result.stage_seconds = dict(timer.seconds)
         if folder is not None:
             _write(folder, result, recording, pre, info)
@@ -133,7 +152,21 @@ def _sort(recording, params: SortParams, model_path, progress: bool, folder: Pat
     return result
 
 
-def _build_and_train(pre, init, params: SortParams, device: torch.device, progress: bool):
+def _cached(folder: Path | None, name: str, compute):
+    """``compute()``, saved to ``folder/name`` once done, and read back from there when resuming."""
+    if folder is None:
+        return compute()
+    path = folder / name
+    if path.exists():
+        logger.info("resuming: %s read from the checkpoint", name)
+        return torch.load(path, weights_only=False)
+    value = compute()
+    torch.save(value, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    return value
+
+
+def _build_and_train(pre, init, params: SortParams, device: torch.device, progress: bool, checkpoints: Path | None):
     fs = pre.recording.get_sampling_frequency()
     n_window = max(int(round(params.train.window_ms * fs / 1000)), 2 * init.dictionary.shape[-1])
     dictionary = torch.from_numpy(init.dictionary).to(device)
@@ -150,7 +183,8 @@ def _build_and_train(pre, init, params: SortParams, device: torch.device, progre
         logger.info("training on %d windows: the recording holds no more without overlap", n_windows)
     windows = sample_windows(rec, n_windows, n_window, params.run.seed)
     result = train(model, windows, params.train, lambda_prior_strength=params.model.lambda_prior_strength,
-                   seed=params.run.seed, progress=progress)
+                   seed=params.run.seed, progress=progress,
+                   checkpoint=checkpoints / "training.pt" if checkpoints is not None else None)
     return model, result
 
 
@@ -208,18 +242,3 @@ def _write(folder: Path, result: SortResult, recording, pre, info: dict) -> None
     export.write_json(folder / "params.json", result.params.to_dict())
     if result.training is not None:
         export.write_json(folder / "training.json", result.training.history)
-
-
-def _check_recording(recording, params: SortParams) -> None:
-    """Cheap checks before any heavy work."""
-    fs = recording.get_sampling_frequency()
-    if not 1000 <= fs <= 100_000:
-        raise InputError(f"sampling rate {fs:g} Hz is implausible for extracellular data (1-100 kHz); "
-                         "check --sampling-frequency")
-    if recording.get_num_channels() < 1:
-        raise InputError("recording has no channels")
-    k = (params.init.template_ms_before + params.init.template_ms_after) * fs / 1000
-    shortest = min(recording.get_num_samples(s) for s in range(recording.get_num_segments()))
-    if shortest < 10 * k or shortest < params.train.window_ms * fs / 1000:
-        raise InputError(f"a segment of the recording has only {shortest} samples ({shortest / fs:.3f} s); "
-                         f"sorting needs at least {max(10 * k, params.train.window_ms * fs / 1000):.0f}")

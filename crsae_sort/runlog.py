@@ -26,9 +26,9 @@ def versions() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def log_to_file(path: Path):
+def log_to_file(path: Path, append: bool = False):
     """Attach a DEBUG file handler to the ``crsae_sort`` logger for the duration of a run."""
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.DEBUG)
     previous = logger.level

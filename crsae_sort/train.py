@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,11 +54,14 @@ def sample_windows(recording, n_windows: int, n_samples: int, seed: int) -> np.n
 
 
 def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prior_strength: float,
-          seed: int, progress: bool = False) -> TrainingResult:
+          seed: int, progress: bool = False, checkpoint: Path | None = None) -> TrainingResult:
     """Fit ``model`` in place on ``windows`` ``(n, M, N)``; returns the loss and lambda history.
 
     The Gamma prior on each lambda_c has mean lambda_c at the start of training and
     ``lambda_prior_strength * N_e`` pseudo-samples (``N_e`` code samples per mini-batch).
+    With ``checkpoint``, the whole training state (model, optimisers, random generator, position
+    in the epoch, best state, history) is saved after every evaluation, and an existing
+    checkpoint is resumed from: the result is identical to an uninterrupted run.
     """
     device = model.dictionary.device
     gen = torch.Generator().manual_seed(seed)
@@ -66,21 +71,24 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     train_set = windows[order[n_val:]]
     opt_dict = torch.optim.Adam([model.dictionary], lr=params.learning_rate)
     opt_lam = torch.optim.Adam([model.log_lambda], lr=params.lambda_learning_rate)
-    n_codes = windows.shape[-1] - model.dictionary.shape[-1] + 1
-    n_e = min(params.batch_size, len(train_set)) * n_codes  # code samples per mini-batch
-    lam0 = model.lam.detach().clone()
-    shape_r, rate_delta = gamma_prior(lam0, n_e, lambda_prior_strength)
-    result = TrainingResult()
-    best_loss, best_state = _validation_loss(model, val), copy.deepcopy(model.state_dict())
-    result.history.append(dict(step=0, train_loss=float("nan"), val_loss=best_loss, lam=lam0.cpu().tolist()))
     batch = min(params.batch_size, len(train_set))
     n_batches = len(train_set) // batch  # full batches only: N_e is the same in every lambda step
-    stale, step, t0 = 0, 0, time.perf_counter()
-    bar = _bar(params.max_epochs * n_batches, progress)
-    for epoch in range(params.max_epochs):
-        perm = torch.randperm(len(train_set), generator=gen).numpy()
-        for b in range(n_batches):
-            y = torch.from_numpy(train_set[perm[b * batch: (b + 1) * batch]]).to(device)
+    n_e = batch * (windows.shape[-1] - model.dictionary.shape[-1] + 1)  # code samples per mini-batch
+    lam0 = model.lam.detach().clone()
+    shape_r, rate_delta = gamma_prior(lam0, n_e, lambda_prior_strength)
+    st = _State(best_loss=_validation_loss(model, val), best_state=copy.deepcopy(model.state_dict()))
+    st.history.append(dict(step=0, train_loss=float("nan"), val_loss=st.best_loss, lam=lam0.cpu().tolist()))
+    if checkpoint is not None and checkpoint.exists():
+        st = _load(checkpoint, model, opt_dict, opt_lam, gen)
+        logger.info("resuming training from %s at step %d", checkpoint, st.step)
+    t0 = time.perf_counter()
+    bar = _bar(params.max_epochs * n_batches, progress, initial=st.epoch * n_batches + st.batch)
+    while st.epoch < params.max_epochs and not st.stopped:
+        if st.perm is None:
+            st.perm = torch.randperm(len(train_set), generator=gen).numpy()
+        while st.batch < n_batches:
+            b = st.batch
+            y = torch.from_numpy(train_set[st.perm[b * batch: (b + 1) * batch]]).to(device)
             z, y_hat = model(y)
             loss = reconstruction_loss(y, y_hat)
             opt_dict.zero_grad(set_to_none=True)
@@ -91,31 +99,72 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
             opt_lam.zero_grad(set_to_none=True)
             lam_loss.backward()
             opt_lam.step()
-            step += 1
+            st.step, st.batch = st.step + 1, st.batch + 1
             bar.update(1)
-            if step % params.eval_every:
-                continue
-            val_loss = _validation_loss(model, val)
-            result.history.append(dict(step=step, train_loss=loss.item(), val_loss=val_loss,
-                                       lam=model.lam.detach().cpu().tolist()))
-            logger.debug("step %d: train %.5f held-out %.5f", step, loss.item(), val_loss)
-            if val_loss < best_loss - 1e-6:
-                best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
-                result.best_step = step
-            else:
-                stale += 1
-            if stale >= params.patience:
-                break
-        if stale >= params.patience:
-            logger.info("early stop at step %d: no held-out improvement in %d evaluations", step, stale)
-            break
+            if st.step % params.eval_every == 0:
+                _evaluate(st, model, val, loss.item(), params.patience)
+                if checkpoint is not None:
+                    _save(checkpoint, st, model, opt_dict, opt_lam, gen)
+                if st.stopped:
+                    logger.info("early stop at step %d: no held-out improvement in %d evaluations",
+                                st.step, st.stale)
+                    break
+        if not st.stopped:
+            st.epoch, st.batch, st.perm = st.epoch + 1, 0, None
     bar.close()
-    model.load_state_dict(best_state)
-    model.normalize_()
-    result.n_steps, result.seconds = step, time.perf_counter() - t0
+    model.load_state_dict(st.best_state)
+    model.refresh_lipschitz()
+    result = TrainingResult(history=st.history, best_step=st.best_step, n_steps=st.step,
+                            seconds=time.perf_counter() - t0)
     logger.info("training: %d steps in %.1f s, best held-out loss %.5f at step %d (start %.5f)",
-                step, result.seconds, best_loss, result.best_step, result.history[0]["val_loss"])
+                st.step, result.seconds, st.best_loss, st.best_step, st.history[0]["val_loss"])
     return result
+
+
+@dataclass
+class _State:
+    """Everything that moves during training, so a checkpoint can restore it exactly."""
+    best_loss: float
+    best_state: dict
+    best_step: int = 0
+    stale: int = 0
+    stopped: bool = False
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    perm: np.ndarray | None = None
+    history: list = field(default_factory=list)
+
+
+def _evaluate(st: _State, model: CRsAE, val: torch.Tensor, train_loss: float, patience: int) -> None:
+    val_loss = _validation_loss(model, val)
+    st.history.append(dict(step=st.step, train_loss=train_loss, val_loss=val_loss,
+                           lam=model.lam.detach().cpu().tolist()))
+    logger.debug("step %d: train %.5f held-out %.5f", st.step, train_loss, val_loss)
+    if val_loss < st.best_loss - 1e-6:
+        st.best_loss, st.best_state, st.best_step, st.stale = val_loss, copy.deepcopy(model.state_dict()), st.step, 0
+    else:
+        st.stale += 1
+    st.stopped = st.stale >= patience
+
+
+def _save(path: Path, st: _State, model, opt_dict, opt_lam, gen) -> None:
+    """Write the checkpoint atomically (a killed write leaves the previous one intact)."""
+    blob = dict(state=st.__dict__, model=model.state_dict(), opt_dict=opt_dict.state_dict(),
+                opt_lam=opt_lam.state_dict(), gen=gen.get_state())
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path: Path, model, opt_dict, opt_lam, gen) -> _State:
+    blob = torch.load(path, map_location=model.dictionary.device, weights_only=False)
+    model.load_state_dict(blob["model"])
+    model.refresh_lipschitz()
+    opt_dict.load_state_dict(blob["opt_dict"])
+    opt_lam.load_state_dict(blob["opt_lam"])
+    gen.set_state(blob["gen"].cpu())
+    return _State(**blob["state"])
 
 
 @torch.no_grad()
@@ -124,7 +173,7 @@ def _validation_loss(model: CRsAE, val: torch.Tensor) -> float:
     return float(reconstruction_loss(val, y_hat))
 
 
-def _bar(total: int, enabled: bool):
+def _bar(total: int, enabled: bool, initial: int = 0):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="training", unit="batch", disable=not enabled, leave=False)
+    return tqdm(total=total, initial=initial, desc="training", unit="batch", disable=not enabled, leave=False)

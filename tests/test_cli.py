@@ -68,7 +68,7 @@ def test_sort_rejects_bad_parameters_without_traceback(saved_tetrode, tmp_path, 
     assert message in res.output
     assert "Traceback" not in res.output
     assert not out_dir.exists()
-    assert not list(tmp_path.glob(".bad.partial-*"))
+    assert not list(tmp_path.glob(".bad.partial*"))
 
 
 def test_sort_missing_input_and_raw_binary_without_shape(tmp_path):
