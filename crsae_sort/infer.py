@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
 from .fista import fista
 from .model import CRsAE
 from .operators import H_adjoint
@@ -126,10 +127,25 @@ def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float) -> to
     batch = y.new_zeros(len(rows), y.shape[0], max(rows))
     for row, offset, a, b in placement:
         batch[row, :, offset: offset + b - a + k - 1] = y[:, a: b + k - 1]
-    codes = fista(batch, d, lam, model.lipschitz, model.n_iter, model.positive)
+    codes = _fista_rows(model, batch)
     for row, offset, a, b in placement:
         z[:, a:b] = codes[row, :, offset: offset + b - a]
     return z
+
+
+def _fista_rows(model: CRsAE, batch: torch.Tensor) -> torch.Tensor:
+    """FISTA on a batch of rows; on GPU out-of-memory the batch is halved until it fits."""
+    try:
+        return fista(batch, model.dictionary, model.lam, model.lipschitz, model.n_iter, model.positive)
+    except torch.OutOfMemoryError:
+        if len(batch) == 1:
+            raise InputError("out of GPU memory encoding a single row; lower chunk_duration_s or use --device cpu")
+        if batch.is_cuda:
+            torch.cuda.empty_cache()
+        half = len(batch) // 2
+        logger.warning("out of memory encoding %d rows on %s: splitting into %d + %d", len(batch), batch.device,
+                       half, len(batch) - half)
+        return torch.cat([_fista_rows(model, batch[:half]), _fista_rows(model, batch[half:])])
 
 
 def _pack(segments: list[tuple[int, int]], k: int) -> tuple[list[int], list[tuple[int, int, int, int]]]:

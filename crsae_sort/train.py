@@ -82,6 +82,7 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
         st = _load(checkpoint, model, opt_dict, opt_lam, gen)
         logger.info("resuming training from %s at step %d", checkpoint, st.step)
     t0 = time.perf_counter()
+    n_micro = 1
     bar = _bar(params.max_epochs * n_batches, progress, initial=st.epoch * n_batches + st.batch)
     while st.epoch < params.max_epochs and not st.stopped:
         if st.perm is None:
@@ -89,10 +90,8 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
         while st.batch < n_batches:
             b = st.batch
             y = torch.from_numpy(train_set[st.perm[b * batch: (b + 1) * batch]]).to(device)
-            z, y_hat = model(y)
-            loss = reconstruction_loss(y, y_hat)
             opt_dict.zero_grad(set_to_none=True)
-            loss.backward()
+            z, loss, n_micro = _dictionary_gradient(model, y, n_micro)
             opt_dict.step()
             model.normalize_()
             lam_loss = lambda_loss(z.detach(), model.lam, shape_r, rate_delta) / n_e
@@ -119,6 +118,34 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     logger.info("training: %d steps in %.1f s, best held-out loss %.5f at step %d (start %.5f)",
                 st.step, result.seconds, st.best_loss, st.best_step, st.history[0]["val_loss"])
     return result
+
+
+def _dictionary_gradient(model: CRsAE, y: torch.Tensor, n_micro: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Backpropagate the reconstruction loss of batch ``y``; returns codes, loss and micro-batch count.
+
+    The batch is processed in ``n_micro`` equal parts with gradients accumulated (the same
+    gradient as one pass); on GPU out-of-memory the number of parts doubles and the step is
+    redone, and the larger count is kept for the rest of training.
+    """
+    while True:
+        try:
+            codes, total = [], 0.0
+            for part in torch.tensor_split(y, n_micro):
+                z, y_hat = model(part)
+                loss = reconstruction_loss(part, y_hat) * (len(part) / len(y))
+                loss.backward()
+                codes.append(z.detach())
+                total += loss.item()
+            return torch.cat(codes), torch.tensor(total), n_micro
+        except torch.OutOfMemoryError:
+            if n_micro >= len(y):
+                raise
+            model.dictionary.grad = None
+            if y.is_cuda:
+                torch.cuda.empty_cache()
+            n_micro = min(2 * n_micro, len(y))
+            logger.warning("out of memory on a batch of %d windows on %s: continuing in %d micro-batches",
+                           len(y), y.device, n_micro)
 
 
 @dataclass
@@ -169,8 +196,21 @@ def _load(path: Path, model, opt_dict, opt_lam, gen) -> _State:
 
 @torch.no_grad()
 def _validation_loss(model: CRsAE, val: torch.Tensor) -> float:
-    z, y_hat = model(val)
-    return float(reconstruction_loss(val, y_hat))
+    """Held-out ``1/2 ||y - H z_T||^2`` per element; split into parts on GPU out-of-memory."""
+    n_parts = 1
+    while True:
+        try:
+            total = 0.0
+            for part in torch.tensor_split(val, n_parts):
+                z, y_hat = model(part)
+                total += float(reconstruction_loss(part, y_hat)) * len(part)
+            return total / len(val)
+        except torch.OutOfMemoryError:
+            if n_parts >= len(val):
+                raise
+            if val.is_cuda:
+                torch.cuda.empty_cache()
+            n_parts = min(2 * n_parts, len(val))
 
 
 def _bar(total: int, enabled: bool, initial: int = 0):

@@ -86,3 +86,54 @@ def test_unwritable_parent_is_refused_before_work(short_folder, tmp_path):
     with pytest.raises(InputError, match="cannot write"):
         sort(open_recording(short_folder), parent / "crsae_out", progress=False)
     assert not (parent / "crsae_out").exists()
+
+
+def _oom_above(limit, real):
+    def wrapped(y, *args, **kwargs):
+        if y.shape[0] > limit:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return real(y, *args, **kwargs)
+    return wrapped
+
+
+def test_out_of_memory_in_inference_splits_the_batch(monkeypatch, caplog):
+    import crsae_sort.infer as infer
+    from test_inference import planted_recording
+
+    times = list(range(300, 59000, 700))
+    recording, model = planted_recording(times, amplitude=15.0)
+    params = infer.InferenceParams(chunk_duration_s=4.0)
+    expected = infer.detect_spikes(model, recording, params)
+    monkeypatch.setattr(infer, "ROW", 256)  # many rows per chunk
+    dense_rows = infer.detect_spikes(model, recording, params)
+    monkeypatch.setattr(infer, "fista", _oom_above(2, infer.fista))
+    with caplog.at_level("WARNING", logger="crsae_sort"):
+        split = infer.detect_spikes(model, recording, params)
+    assert "out of memory" in caplog.text
+    assert np.array_equal(split.sample_index, dense_rows.sample_index)
+    assert np.array_equal(np.sort(split.sample_index), np.sort(expected.sample_index))
+
+
+def test_out_of_memory_in_training_continues_in_micro_batches(monkeypatch, caplog):
+    import crsae_sort.model as model_module
+    from crsae_sort.model import CRsAE
+    from crsae_sort.params import TrainParams
+    from crsae_sort.train import train
+
+    g = torch.Generator().manual_seed(0)
+    d = torch.randn(3, 2, 10, generator=g)
+    windows = torch.randn(60, 2, 120, generator=g).numpy()
+    params = TrainParams(batch_size=16, max_epochs=1, eval_every=1, patience=100)
+
+    def fit():
+        model = CRsAE(d, torch.full((3,), 2.0), n_iter=10)
+        result = train(model, windows, params, lambda_prior_strength=10.0, seed=0)
+        return model, result
+
+    plain_model, plain = fit()
+    monkeypatch.setattr(model_module, "fista", _oom_above(4, model_module.fista))
+    with caplog.at_level("WARNING", logger="crsae_sort"):
+        small_model, small = fit()
+    assert "micro-batches" in caplog.text
+    assert small.n_steps == plain.n_steps
+    assert torch.allclose(small_model.dictionary, plain_model.dictionary, atol=1e-5)
