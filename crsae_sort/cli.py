@@ -77,10 +77,11 @@ def main():
 @click.option("--dtype", help="Raw binary: sample type (int16, float32, ...).")
 @click.option("--gain-to-uv", type=float, help="Raw binary: µV per integer step.")
 @click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="Raw binary: µV offset.")
-@click.option("--stream", help="Stream name when the format holds several.")
+@click.option("--stream", help="Stream name when the format holds several (NWB: the ElectricalSeries path).")
+@click.option("--mat-variable", default="data", show_default=True, help="MATLAB input: the array to read.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
-def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, resume, sampling_frequency,
-             num_channels, dtype, gain_to_uv, offset_to_uv, stream, verbose):
+def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, resume,
+             sampling_frequency, num_channels, dtype, gain_to_uv, offset_to_uv, stream, mat_variable, verbose):
     """Sort the recording at INPUT into the folder given by -o."""
     _setup_console(verbose)
 
@@ -100,7 +101,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
             raise InputError(f"model file {model_path} does not exist")
         recording = open_recording(input_path, probe=probe, sampling_frequency_hz=sampling_frequency,
                                    num_channels=num_channels, dtype=dtype, gain_to_uv=gain_to_uv,
-                                   offset_to_uv=offset_to_uv, stream=stream)
+                                   offset_to_uv=offset_to_uv, stream=stream, mat_variable=mat_variable)
         return sort(recording, output, params, model_path=model_path, overwrite=overwrite, resume=resume)
 
     result = _run_guarded(run)

@@ -40,8 +40,12 @@ def initial_dictionary(recording, params: InitParams, seed: int) -> InitialDicti
     n_peaks = len(snippets)
     min_peaks = max(10, params.n_templates)
     if n_peaks < min_peaks:
+        strongest = _strongest_negative_peak(recording, slices)
+        seconds = sum(end - start for _, start, end in slices) / fs
+        suggestion = max(2.0, float(np.floor(10 * 0.9 * strongest) / 10))
         raise InputError(f"only {n_peaks} spikes detected at detect_threshold={params.detect_threshold} in "
-                         f"{params.init_duration_s:g} s; lower detect_threshold (e.g. 4) or raise init_duration_s")
+                         f"{seconds:.1f} s of recording; the strongest negative peak is {strongest:.1f} noise "
+                         f"sigma: try --set detect_threshold={suggestion:g}, or check that the recording holds spikes")
     labels = _cluster(snippets, params, seed)
     atoms, sizes = _cluster_templates(snippets, labels)
     if params.n_templates == 0:
@@ -100,6 +104,12 @@ def _detect_and_cut(recording, slices, threshold: float, n_before: int, n_after:
     if not out:
         return np.zeros((0, n_before + n_after, recording.get_num_channels()), dtype=np.float32)
     return np.concatenate(out).astype(np.float32)
+
+
+def _strongest_negative_peak(recording, slices) -> float:
+    """Largest ``-min(y)`` over the slices, in noise standard deviations (the data has unit noise)."""
+    return float(max(-recording.get_traces(segment_index=seg, start_frame=a, end_frame=b).min()
+                     for seg, a, b in slices))
 
 
 def _cluster(snippets: np.ndarray, params: InitParams, seed: int) -> np.ndarray:

@@ -82,8 +82,12 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
         with log_to_file(partial / LOG_NAME, append=resume):
             try:
                 result = _sort(recording, params, device, trained, progress, partial, scan)
-            except Exception:
-                logger.exception("run failed")
+            except InputError as exc:
+                logger.info("stopped: %s", exc)
+                raise
+            except Exception:  # the traceback goes to the log file only (DEBUG is below the console's level)
+                logger.error("run failed; traceback follows in the log file")
+                logger.debug("traceback", exc_info=True)
                 raise
         outfolder.commit(partial, target)
     except InputError:

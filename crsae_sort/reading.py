@@ -1,6 +1,11 @@
-"""Opening a recording: SpikeInterface folders, Neo-backed formats, raw binary; attaching a probe."""
+"""Opening a recording: SpikeInterface folders, Neo-backed formats, NWB, MATLAB arrays, raw binary.
+
+The format is detected from the path where possible; ``stream`` picks one stream of a
+multi-stream file, and an ambiguous choice is an error that lists the streams.
+"""
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -10,27 +15,34 @@ logger = logging.getLogger(__name__)
 
 PROBES_DIR = Path(__file__).resolve().parent.parent / "probes"
 RAW_SUFFIXES = {".raw", ".bin", ".dat", ".int16", ".i16"}
+# file suffix -> SpikeInterface's Neo extractor name
+NEO_BY_SUFFIX = {".rhd": "intan", ".rhs": "intan", ".nev": "blackrock", ".ns1": "blackrock", ".ns2": "blackrock",
+                 ".ns3": "blackrock", ".ns4": "blackrock", ".ns5": "blackrock", ".ns6": "blackrock",
+                 ".h5": "mearec", ".plx": "plexon", ".pl2": "plexon2", ".smr": "spike2", ".smrx": "spike2",
+                 ".abf": "axon", ".edf": "edf", ".nix": "nix"}
+SUPPORTED = ("a SpikeInterface folder (recording.save()), Open Ephys (legacy or binary folder), SpikeGLX folder, "
+             "Neuralynx folder, Intan .rhd/.rhs, Blackrock .nsX/.nev, MEArec .h5, NWB .nwb, MATLAB .mat (with "
+             "--sampling-frequency), raw binary (with --sampling-frequency --num-channels --dtype), or another file "
+             "Neo recognises")
 
 
 def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequency_hz: float | None = None,
                    num_channels: int | None = None, dtype: str | None = None, gain_to_uv: float | None = None,
-                   offset_to_uv: float = 0.0, stream: str | None = None):
+                   offset_to_uv: float = 0.0, stream: str | None = None, mat_variable: str = "data"):
     """Open ``path`` as a SpikeInterface recording and make sure it has a probe.
 
-    * a folder written by SpikeInterface (``recording.save()``) or any SpikeInterface JSON/pickle,
-    * an Open Ephys folder (legacy ``.continuous`` or binary ``structure.oebin``),
-    * an NWB file (``.nwb``),
-    * raw interleaved binary with ``sampling_frequency_hz``, ``num_channels`` and ``dtype``
-      (``gain_to_uv`` and ``offset_to_uv`` map integer samples to µV),
-    * any other file or folder that Neo recognises (``neo.rawio.get_rawio``).
-    ``probe`` is a probeinterface file or the name of a file in ``probes/`` (``tetrode``).
+    ``probe`` is a probeinterface file or the name of a file in ``probes/`` (``tetrode``);
+    raw binary needs ``sampling_frequency_hz``, ``num_channels`` and ``dtype``; ``gain_to_uv``
+    and ``offset_to_uv`` map integer samples to µV (raw binary and .mat).
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"input {path} does not exist")
-    raw_args = (sampling_frequency_hz, num_channels, dtype)
-    if any(a is not None for a in raw_args):
-        if path.is_dir() or None in raw_args:
+    if path.suffix == ".mat":
+        recording = read_mat(path, sampling_frequency_hz, variable=mat_variable, gain_to_uv=gain_to_uv,
+                             offset_to_uv=offset_to_uv)
+    elif num_channels is not None or dtype is not None or (sampling_frequency_hz is not None and path.is_file()):
+        if path.is_dir() or None in (sampling_frequency_hz, num_channels, dtype):
             raise InputError("raw binary input needs a file and all of --sampling-frequency, --num-channels "
                              "and --dtype")
         recording = _read_raw(path, sampling_frequency_hz, num_channels, dtype, gain_to_uv, offset_to_uv)
@@ -41,6 +53,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
     if not recording.has_probe():
         raise InputError("recording has no probe attached: pass --probe tetrode (a name in probes/) or "
                          "--probe my_probe.json (any probeinterface file)")
+    logger.info("opened %s: %s", path, recording)
     return recording
 
 
@@ -56,33 +69,54 @@ def load_probe(probe: str, num_channels: int):
             names = ", ".join(p.stem for p in named) or "none"
             raise InputError(f"probe {probe!r} is neither a file nor a probe in probes/ (known: {names})")
         candidate = match[0]
-    group = pi.read_probeinterface(candidate) if candidate.suffix == ".json" else pi.read_prb(candidate)
-    probe_obj = group.probes[0] if len(group.probes) == 1 else group
+    try:
+        group = pi.read_probeinterface(candidate) if candidate.suffix == ".json" else pi.read_prb(candidate)
+    except Exception as exc:  # probeinterface raises several types on malformed files
+        raise InputError(f"cannot read probe file {candidate}: {exc}") from exc
     n_contacts = group.get_contact_count()
     if n_contacts != num_channels:
         raise InputError(f"probe {candidate.name} has {n_contacts} contacts but the recording has "
                          f"{num_channels} channels; choose a probe that matches")
-    if len(group.probes) == 1 and probe_obj.device_channel_indices is None:
-        probe_obj.set_device_channel_indices(list(range(n_contacts)))
-    return probe_obj
+    if len(group.probes) == 1 and group.probes[0].device_channel_indices is None:
+        group.probes[0].set_device_channel_indices(list(range(n_contacts)))
+    return group
 
 
-def _with_probe(recording, probe):
-    """A view of ``recording`` with ``probe`` (a Probe or ProbeGroup) attached; the input is untouched."""
-    import probeinterface as pi
+def read_mat(path: Path, sampling_frequency_hz: float | None, *, variable: str = "data",
+             gain_to_uv: float | None = None, offset_to_uv: float = 0.0):
+    """A MATLAB ``.mat`` array (channels x samples or samples x channels) as a recording.
 
-    group = probe if isinstance(probe, pi.ProbeGroup) else _as_group(probe)
+    The sampling rate must be given: files such as the CBP demo's carry a ``dt`` that is not
+    always right (the Quiroga excerpt says 10 kHz but is 24 kHz).
+    """
+    import numpy as np
+    from scipy.io import loadmat
+    from spikeinterface.core import NumpyRecording
+
+    if sampling_frequency_hz is None:
+        raise InputError(f"{path.name} is a MATLAB file: pass --sampling-frequency (its own dt may be wrong)")
+    try:
+        content = loadmat(path)
+    except Exception as exc:
+        raise InputError(f"cannot read {path} as a MATLAB file: {exc}") from exc
+    arrays = sorted(k for k, v in content.items() if isinstance(v, np.ndarray) and v.ndim == 2 and v.size > 1000)
+    if variable not in content:
+        raise InputError(f"{path.name} has no variable {variable!r}; its large arrays are {arrays}: "
+                         "pass --mat-variable NAME")
+    data = np.asarray(content[variable])
+    traces = data.T if data.shape[0] < data.shape[1] else data  # (samples, channels)
+    recording = NumpyRecording([np.ascontiguousarray(traces)], sampling_frequency=float(sampling_frequency_hz))
+    if gain_to_uv is not None:
+        recording.set_channel_gains(float(gain_to_uv))
+        recording.set_channel_offsets(float(offset_to_uv))
+    return recording
+
+
+def _with_probe(recording, group):
+    """A view of ``recording`` with the probe group attached; the input is untouched."""
     view = recording.select_channels(recording.channel_ids)
     view.set_probegroup(group, in_place=True)
     return view
-
-
-def _as_group(probe):
-    import probeinterface as pi
-
-    group = pi.ProbeGroup()
-    group.add_probe(probe)
-    return group
 
 
 def _read_raw(path: Path, sampling_frequency_hz: float, num_channels: int, dtype: str,
@@ -94,7 +128,11 @@ def _read_raw(path: Path, sampling_frequency_hz: float, num_channels: int, dtype
         np_dtype = np.dtype(dtype)
     except TypeError as exc:
         raise InputError(f"--dtype {dtype!r} is not a numpy dtype (try int16, uint16, float32)") from exc
+    if num_channels < 1:
+        raise InputError(f"--num-channels {num_channels} must be at least 1")
     size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path.name} is empty")
     if size % (np_dtype.itemsize * int(num_channels)):
         raise InputError(f"{path.name} has {size} bytes, not a whole number of {num_channels}-channel "
                          f"{np_dtype} samples; check --num-channels and --dtype")
@@ -107,40 +145,88 @@ def _read_raw(path: Path, sampling_frequency_hz: float, num_channels: int, dtype
 
 def _read_known(path: Path, stream: str | None):
     import spikeinterface.core as sc
-    import spikeinterface.extractors as se
 
     if path.is_dir():
         if any((path / f).exists() for f in ("si_folder.json", "binary.json", "spikeinterface_info.json")):
             return sc.load(path)
-        if list(path.glob("*.continuous")) or list(path.rglob("structure.oebin")):
-            return se.read_openephys(path, stream_name=stream) if stream else se.read_openephys(path)
+        name = _neo_name_for_folder(path)
+        if name is not None:
+            return _read_neo(name, path, stream)
     elif path.suffix == ".nwb":
-        return se.read_nwb_recording(path, electrical_series_path=stream) if stream else se.read_nwb_recording(path)
+        return _read_nwb(path, stream)
     elif path.suffix in (".json", ".pkl", ".pickle"):
         return sc.load(path)
     elif path.suffix in RAW_SUFFIXES:
         raise InputError(f"{path.name} looks like raw binary: pass --sampling-frequency, --num-channels, "
-                         "--dtype and --probe")
-    return _read_with_neo(path, stream)
+                         "--dtype (and --gain-to-uv for integers) and --probe")
+    elif path.suffix.lower() in NEO_BY_SUFFIX:
+        return _read_neo(NEO_BY_SUFFIX[path.suffix.lower()], path, stream)
+    return _read_neo(_neo_name_from_neo(path), path, stream)
 
 
-def _read_with_neo(path: Path, stream: str | None):
-    import inspect
+def _neo_name_for_folder(path: Path) -> str | None:
+    if next(path.rglob("structure.oebin"), None) is not None:
+        return "openephysbinary"
+    if next(path.glob("*.continuous"), None) is not None:
+        return "openephyslegacy"
+    if next(path.rglob("*.meta"), None) is not None:
+        return "spikeglx"
+    if next(path.glob("*.ncs"), None) is not None or next(path.glob("*.nse"), None) is not None:
+        return "neuralynx"
+    return None
 
+
+def _neo_name_from_neo(path: Path) -> str:
     import neo.rawio
-    import spikeinterface.extractors as se
+    from spikeinterface.extractors.neoextractors import neo_recording_class_dict
 
     rawio = neo.rawio.get_rawio(str(path))
     if rawio is None:
-        raise InputError(f"format of {path} not recognised: give a SpikeInterface folder, an Open Ephys folder, "
-                         "an .nwb file, raw binary (with --sampling-frequency --num-channels --dtype), or a "
-                         "file Neo reads")
+        raise InputError(f"format of {path} not recognised; crsae-sort reads {SUPPORTED}")
     rawio_name = rawio if isinstance(rawio, str) else rawio.__name__
-    for extractor in se.recording_extractor_full_dict.values():
+    for name, extractor in neo_recording_class_dict.items():
         if getattr(extractor, "NeoRawIOClass", None) == rawio_name:
-            arg = "folder_path" if "folder_path" in inspect.signature(extractor.__init__).parameters else "file_path"
-            kwargs = {arg: str(path)}
-            if stream:
-                kwargs["stream_name"] = stream
-            return extractor(**kwargs)
+            return name
     raise InputError(f"Neo reads {path} with {rawio_name}, which SpikeInterface does not wrap as a recording")
+
+
+def _read_neo(name: str, path: Path, stream: str | None):
+    """Open ``path`` with SpikeInterface's Neo extractor ``name``, choosing the stream."""
+    from spikeinterface.extractors.neoextractors.neo_utils import get_neo_extractor, get_neo_streams
+
+    extractor = get_neo_extractor(name)
+    arg = "folder_path" if "folder_path" in inspect.signature(extractor.__init__).parameters else "file_path"
+    try:
+        names, ids = get_neo_streams(name, str(path))
+    except ImportError as exc:
+        raise InputError(f"reading {path.name} ({name}) needs an extra package: {exc}; pip install it") from exc
+    except Exception as exc:
+        raise InputError(f"{name} reader cannot open {path}: {exc}") from exc
+    if stream is None and len(names) > 1:
+        raise InputError(f"{path.name} holds {len(names)} streams: {', '.join(names)}; choose one with "
+                         f"--stream NAME")
+    kwargs = {arg: str(path)}
+    if stream is not None:
+        if stream in names:
+            kwargs["stream_name"] = stream
+        elif stream in ids:
+            kwargs["stream_id"] = stream
+        else:
+            raise InputError(f"stream {stream!r} is not in {path.name}; its streams are {', '.join(names)}")
+    elif names:
+        kwargs["stream_name"] = names[0]
+    recording = extractor(**kwargs)
+    return recording[0] if isinstance(recording, tuple) else recording
+
+
+def _read_nwb(path: Path, stream: str | None):
+    import spikeinterface.extractors as se
+
+    try:
+        return se.read_nwb_recording(path, electrical_series_path=stream)
+    except ValueError as exc:
+        text = str(exc)
+        if "electrical" in text.lower() and ("multiple" in text.lower() or "available" in text.lower()):
+            raise InputError(f"{path.name}: {text.split(':', 1)[-1].strip()} Choose one with --stream "
+                             "acquisition/NAME") from exc
+        raise InputError(f"cannot read {path.name} as NWB: {exc}") from exc

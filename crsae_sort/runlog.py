@@ -33,8 +33,7 @@ def log_to_file(path: Path, append: bool = False):
     handler.setLevel(logging.DEBUG)
     previous = logger.level
     logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)  # console handlers keep their own, higher, levels
     try:
         yield
     finally:

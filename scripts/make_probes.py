@@ -30,7 +30,14 @@ def linear(n: int, pitch_um: float) -> pi.Probe:
     return p
 
 
+def single() -> pi.Probe:
+    p = pi.Probe(ndim=2, si_units="um")
+    p.set_contacts(positions=np.array([[0.0, 0.0]]), shapes="circle", shape_params={"radius": 7.5})
+    return p
+
+
 if __name__ == "__main__":
+    save(single(), "single", "one electrode (e.g. the Quiroga 2004 simulations)")
     save(tetrode(), "tetrode", "4 wires, 20 um square; channel i is wire i")
     save(linear(16, 25.0), "linear16", "16 contacts in one column, 25 um pitch; channel 0 at the tip")
     save(linear(32, 25.0), "linear32", "32 contacts in one column, 25 um pitch; channel 0 at the tip")
