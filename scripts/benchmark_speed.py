@@ -6,7 +6,8 @@ and how close the encoder is to its arithmetic floor (4 C M K flops per code sam
 iteration). Writes the table into docs/benchmarks.md between the SPEED markers.
 
     python scripts/benchmark_speed.py                   # quick: 1 and 5 min, 3 repeats each
-    python scripts/benchmark_speed.py --full            # adds 20 min (memory vs length)
+    python scripts/benchmark_speed.py --full            # adds 20 min
+    python scripts/benchmark_speed.py --memory          # 1, 10 and 60 min, once each: memory vs length
 """
 from __future__ import annotations
 
@@ -87,12 +88,16 @@ def hardware() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full", action="store_true", help="also 20 minutes (memory against length)")
+    ap.add_argument("--full", action="store_true", help="also 20 minutes")
+    ap.add_argument("--memory", action="store_true", help="1, 10 and 60 minutes once each (MEMORY table)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="where recordings are generated (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
     durations = [60.0, 300.0] + ([1200.0] if args.full else [])
+    marker = "SPEED"
+    if args.memory:
+        durations, args.repeats, marker = [60.0, 600.0, 3600.0], 1, "MEMORY"
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_bench_"))
     rows, notes = [], []
     for duration in durations:
@@ -118,7 +123,7 @@ def main() -> None:
     print(table)
     if not args.no_doc:
         text = DOC.read_text()
-        start, end = "<!-- SPEED:START -->", "<!-- SPEED:END -->"
+        start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
         DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}")
