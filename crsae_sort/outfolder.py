@@ -43,7 +43,7 @@ def check_target(target: Path, *, overwrite: bool, resume: bool) -> None:
     if owner is not None and _alive(owner):
         raise InputError(f"another crsae-sort run (process {owner}) is writing {target}; wait for it or "
                          "choose another output folder")
-    if resume and not (partial / CHECKPOINT_DIR).exists():
+    if resume and not has_checkpoint(partial):
         raise InputError(f"nothing to resume for {target}: no interrupted run in {partial.name}; run without --resume")
     if partial.exists() and not resume:
         raise InputError(f"an interrupted run left {partial}; pass --resume to continue it, or delete that folder "
@@ -64,7 +64,8 @@ def open_partial(target: Path, *, resume: bool) -> Path:
 
 def commit(partial: Path, target: Path) -> None:
     """Move the finished partial folder into place (replacing an old target)."""
-    shutil.rmtree(partial / CHECKPOINT_DIR, ignore_errors=True)
+    for checkpoint in list(partial.rglob(CHECKPOINT_DIR)):
+        shutil.rmtree(checkpoint, ignore_errors=True)
     (partial / "LOCK").unlink(missing_ok=True)
     if target.exists():
         shutil.rmtree(target)
@@ -78,11 +79,16 @@ def abandon(partial: Path, target: Path, *, keep_for_resume: bool, log_name: str
     if keep_for_resume and log.exists():
         kept = failed_log_path(target)
         shutil.copyfile(log, kept)
-    if keep_for_resume and (partial / CHECKPOINT_DIR).exists():
+    if keep_for_resume and has_checkpoint(partial):
         (partial / "LOCK").unlink(missing_ok=True)
     else:
         shutil.rmtree(partial, ignore_errors=True)
     return kept
+
+
+def has_checkpoint(partial: Path) -> bool:
+    """Whether an interrupted run left a checkpoint (top level or in a channel group's folder)."""
+    return partial.exists() and next(partial.rglob(CHECKPOINT_DIR), None) is not None
 
 
 def disk_error(exc: OSError, where: Path) -> InputError:

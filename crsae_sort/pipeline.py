@@ -39,7 +39,7 @@ class SortResult:
     sorting: object                        # spikeinterface NumpySorting
     templates_uv: np.ndarray               # (num_units, num_samples, num_channels), µV
     spikes: np.ndarray                     # structured: sample_index, segment_index, unit_id, amplitude, amplitude_uv
-    model: CRsAE
+    model: CRsAE | None                    # None when channel groups were sorted apart (see group_<g>/model.pt)
     params: SortParams
     summary: dict
     training: TrainingResult | None = None
@@ -75,13 +75,18 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
         if trained is not None:
             raise InputError(f"channels {scan.dead_channel_ids} are dead, so the recording no longer matches the "
                              f"model's {trained[1]['n_channels']} channels; train a new model")
+    n_groups = len(np.unique(recording.get_channel_groups()))
+    if n_groups > 1 and trained is not None:
+        raise InputError(f"the recording has {n_groups} channel groups (shanks or tetrodes) and --model holds one "
+                         "group's model; sort without --model, or select one group first")
+    run = _sort_groups if n_groups > 1 else _sort
     if target is None:
-        return _sort(recording, params, device, trained, progress, None, scan)
+        return run(recording, params, device, trained, progress, None, scan)
     partial = outfolder.open_partial(target, resume=resume)
     try:
         with log_to_file(partial / LOG_NAME, append=resume):
             try:
-                result = _sort(recording, params, device, trained, progress, partial, scan)
+                result = run(recording, params, device, trained, progress, partial, scan)
             except InputError as exc:
                 logger.info("stopped: %s", exc)
                 raise
@@ -153,6 +158,71 @@ def _sort(recording, params: SortParams, device: torch.device, trained, progress
         export.write_json(folder / "summary.json", result.summary)
     logger.info("sorted %.1f s of recording in %.1f s (%.1fx real time): %d units, %d spikes",
                 duration_s, total, duration_s / total, len(result.summary["units"]), len(result.spikes))
+    return result
+
+
+def _sort_groups(recording, params: SortParams, device: torch.device, trained, progress: bool,
+                 folder: Path | None, scan) -> SortResult:
+    """Sort each channel group (tetrode, shank) on its own, then aggregate the units.
+
+    Each group's full output (its own model, templates, log lines) goes to ``group_<g>/``; the
+    top level holds the aggregated sorting, with unit ids numbered across groups and each
+    unit's group and template recorded in ``summary.json``.
+    """
+    from spikeinterface.core import NumpySorting
+
+    parts = {}
+    for group, sub in sorted(recording.split_by("group").items(), key=lambda kv: str(kv[0])):
+        logger.info("channel group %s: %d channels", group, sub.get_num_channels())
+        sub_folder = folder / f"group_{group}" if folder is not None else None
+        if sub_folder is not None:
+            sub_folder.mkdir(exist_ok=True)
+        try:
+            parts[group] = _sort(sub, params, device, trained, progress, sub_folder, scan)
+        except InputError as exc:
+            raise InputError(f"channel group {group}: {exc}") from exc
+    channel_index = {c: i for i, c in enumerate(recording.channel_ids)}
+    tables, templates, units, offset = [], [], [], 0
+    for group, part in parts.items():
+        ids = list(part.sorting.unit_ids)
+        remap = np.zeros(max(ids) + 1 if ids else 1, dtype=np.int64)
+        remap[ids] = offset + np.arange(len(ids))
+        table = part.spikes.copy()
+        table["unit_id"] = remap[table["unit_id"]]
+        tables.append(table)
+        cols = [channel_index[c] for c in recording.split_by("group")[group].channel_ids]
+        full = np.zeros((len(ids), part.templates_uv.shape[1], recording.get_num_channels()), np.float32)
+        full[:, :, cols] = part.templates_uv
+        templates.append(full)
+        for row in part.summary["units"]:
+            units.append(dict(row, unit_id=int(remap[row["unit_id"]]), group=str(group), template=row["unit_id"]))
+        offset += len(ids)
+    table = np.concatenate(tables)
+    fs = recording.get_sampling_frequency()
+    samples, labels = [], []
+    for seg in range(recording.get_num_segments()):
+        sel = table[table["segment_index"] == seg]
+        order = np.lexsort((sel["unit_id"], sel["sample_index"]))
+        samples.append(sel["sample_index"][order])
+        labels.append(sel["unit_id"][order])
+    sorting = NumpySorting.from_samples_and_labels(samples, labels, fs, unit_ids=np.arange(offset))
+    first = next(iter(parts.values()))
+    seconds = {k: sum(p.summary["seconds"][k] for p in parts.values()) for k in first.summary["seconds"]}
+    summary = dict(units=units, num_spikes=int(len(table)), groups={str(g): len(p.sorting.unit_ids)
+                                                                   for g, p in parts.items()},
+                   duration_s=first.summary["duration_s"], sampling_frequency_hz=fs,
+                   num_channels=recording.get_num_channels(), device=first.summary["device"], seconds=seconds,
+                   dead_channels_excluded=[str(c) for c in scan.dead_channel_ids])
+    summary["times_real_time"] = summary["duration_s"] / seconds["total"]
+    result = SortResult(sorting=sorting, templates_uv=np.concatenate(templates), spikes=table, model=None,
+                        params=params, summary=summary)
+    if folder is not None:
+        export.save_sorting(sorting, folder / "sorting")
+        export.save_recording_reference(recording, folder / "recording.json")
+        np.save(folder / "templates.npy", result.templates_uv)
+        np.save(folder / "spikes.npy", table)
+        export.write_json(folder / "params.json", params.to_dict())
+        export.write_json(folder / "summary.json", summary)
     return result
 
 

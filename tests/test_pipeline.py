@@ -121,3 +121,35 @@ def test_same_seed_gives_identical_spikes_on_cpu(gt_tetrode):
     b = sort(short, None, {"max_epochs": 1, "seed": 5}, progress=False)
     assert np.array_equal(a.spikes, b.spikes)
     assert np.array_equal(a.templates_uv, b.templates_uv)
+
+
+def test_channel_groups_are_sorted_apart_and_aggregated(tmp_path):
+    import probeinterface as pi
+    import spikeinterface as si
+    from spikeinterface.core import generate_ground_truth_recording
+
+    group = pi.ProbeGroup()
+    for shift in (0, 300):
+        tetrode = pi.generate_tetrode()
+        tetrode.move([shift, 0])
+        group.add_probe(tetrode)
+    group.set_global_device_channel_indices(np.arange(8))
+    one = pi.combine_probes(group.probes)
+    one.set_device_channel_indices(np.arange(8))
+    recording, gt = generate_ground_truth_recording(durations=[20.0], sampling_frequency=30000.0, num_channels=8,
+                                                    num_units=6, seed=3, probe=one)
+    recording = recording.select_channels(recording.channel_ids)
+    recording.set_probegroup(group, in_place=True)
+    assert len(np.unique(recording.get_channel_groups())) == 2
+    result = sort(recording, tmp_path / "out", {"max_epochs": 0}, progress=False)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(summary["groups"]) == {"0", "1"}
+    assert (tmp_path / "out" / "group_0" / "model.pt").exists() and (tmp_path / "out" / "group_1" / "model.pt").exists()
+    tpl = np.load(tmp_path / "out" / "templates.npy")
+    groups = recording.get_channel_groups()
+    for unit in summary["units"]:
+        outside = groups != int(unit["group"])
+        assert np.all(tpl[unit["unit_id"]][:, outside] == 0)
+    loaded = si.load(tmp_path / "out" / "sorting")
+    assert len(loaded.unit_ids) == len(summary["units"]) == tpl.shape[0]
+    assert not list((tmp_path / "out").rglob("checkpoint"))
