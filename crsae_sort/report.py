@@ -203,25 +203,28 @@ def _fit(model, pre, spikes: np.ndarray, params, recording, summary: dict, out: 
     data_uv = (y.numpy().T @ back)[a - lo: b - lo]
     recon_uv = (y_hat.numpy().T @ back)[a - lo: b - lo]
     offsets = peak_offsets(model.dictionary)
-    codes = np.zeros((z.shape[0], b - a), np.float32)                        # code at its spike's peak
+    mass = (torch.nn.functional.avg_pool1d(z[None], 3, stride=1, padding=1)[0] * 3).numpy()  # as read_out
+    codes = np.zeros((z.shape[0], b - a), np.float32)                        # code mass at its spike's peak
     for c in range(z.shape[0]):
         idx = np.arange(a, b) - lo - offsets[c]
         ok = (idx >= 0) & (idx < z.shape[1])
-        codes[c, ok] = z[c, idx[ok]].numpy()
+        codes[c, ok] = mass[c, idx[ok]]
     shown = np.sort(np.argsort(-np.sum(recon_uv ** 2, axis=0))[:FIT_MAX_CHANNELS])
     window = spikes[(spikes["segment_index"] == 0) & (spikes["sample_index"] >= a * q)
                     & (spikes["sample_index"] < b * q)]
     kept = {u["unit_id"] for u in summary["units"]}
     figs.plot_fit(out / "fit.png", time_ms=np.arange(a, b) * q / fs * 1000.0, data_uv=data_uv[:, shown],
                   recon_uv=recon_uv[:, shown], channel_ids=[recording.channel_ids[m] for m in shown],
-                  codes=codes, code_scale=model.reference_amplitude.cpu().numpy(),
+                  code_mass=codes, code_scale=model.reference_amplitude.cpu().numpy(),
+                  threshold=params.inference.amplitude_fraction,
                   spike_time_ms=window["sample_index"] / fs * 1000.0, spike_template=window["unit_id"],
                   template_labels=[f"{c}" + ("" if c in kept else " (dropped)") for c in range(len(codes))])
     residual = float(np.sum((data_uv - recon_uv) ** 2) / max(np.sum(data_uv ** 2), 1e-12))
     text = (f"<p>{FIT_MS:g} ms of segment 0 (the stretch with the most spikes), band-passed, in µV, with the "
             f"reconstruction <code>H z</code> mapped back to µV; the residual holds {100 * residual:.0f} % of the "
-            "signal energy here. Below, the sparse code of each template, drawn at its spike's peak; a ▼ marks "
-            "a code peak kept as a spike.</p>")
+            "signal energy here. Below, the sparse code of each template (summed over ±1 sample, as the read-out "
+            "does), drawn at its spike's peak and scaled by the template's reference amplitude; a code peak "
+            "above the dashed line (<code>amplitude_fraction</code>) is a spike (▼).</p>")
     return _section("fit", "The fit: recording, reconstruction and sparse codes", text + _img("fit.png", "fit"))
 
 

@@ -125,17 +125,18 @@ def plot_dictionary(path: Path, *, dictionary: np.ndarray, lam: np.ndarray, kept
 
 
 def plot_fit(path: Path, *, time_ms: np.ndarray, data_uv: np.ndarray, recon_uv: np.ndarray, channel_ids,
-             codes: np.ndarray, code_scale: np.ndarray, spike_time_ms: np.ndarray, spike_template: np.ndarray,
-             template_labels: list[str]) -> None:
+             code_mass: np.ndarray, code_scale: np.ndarray, threshold: float, spike_time_ms: np.ndarray,
+             spike_template: np.ndarray, template_labels: list[str]) -> None:
     """A stretch of the recording with the reconstruction ``H z`` and the sparse codes below it.
 
-    ``data_uv`` and ``recon_uv`` ``(n, M)`` µV at ``time_ms`` ``(n,)``; ``codes`` ``(C, n)`` at the same
-    times (code position + template peak offset, so a code sits at its spike's peak), drawn with height
-    ``z_c / code_scale_c`` (a template's typical spike code is ``code_scale_c``); detected spikes are
-    ``spike_time_ms`` with template ``spike_template``.
+    ``data_uv`` and ``recon_uv`` ``(n, M)`` µV at ``time_ms`` ``(n,)``. ``code_mass`` ``(C, n)`` is the code
+    summed over +-1 sample (the read-out's spike amplitude) at the same times (code position + template
+    peak offset, so a code sits at its spike's peak), drawn with height ``mass_c / code_scale_c`` (the
+    template's reference amplitude) beside a dashed line at ``threshold`` (``amplitude_fraction``);
+    detected spikes are ``spike_time_ms`` with template ``spike_template``.
     """
     n_channels = data_uv.shape[1]
-    n_atoms = codes.shape[0]
+    n_atoms = code_mass.shape[0]
     fig = _figure(12.0, 0.9 * n_channels + 0.35 * n_atoms + 1.8)
     grid = fig.add_gridspec(2, 1, height_ratios=[0.9 * n_channels, 0.35 * n_atoms + 0.6])
     ax = fig.add_subplot(grid[0])
@@ -150,16 +151,17 @@ def plot_fit(path: Path, *, time_ms: np.ndarray, data_uv: np.ndarray, recon_uv: 
     ax.tick_params(labelbottom=False)
     raster = fig.add_subplot(grid[1], sharex=ax)
     for c in range(n_atoms):
-        nz = np.flatnonzero(codes[c])
-        height = 0.7 * np.clip(codes[c, nz] / max(float(code_scale[c]), 1e-12), 0.0, 1.2)
+        nz = np.flatnonzero(code_mass[c] > 0)
+        height = 0.6 * np.clip(code_mass[c, nz] / max(float(code_scale[c]), 1e-12), 0.0, 1.4)
         raster.vlines(time_ms[nz], -c, -c + height, color=unit_color(c), lw=1.5)
+        raster.axhline(-c + 0.6 * threshold, color="0.7", lw=0.6, ls="--")
         mine = spike_template == c
         raster.plot(spike_time_ms[mine], np.full(mine.sum(), -c + 0.92), "v", ms=4, color=unit_color(c))
     raster.set_yticks(-np.arange(n_atoms) + 0.4, template_labels)
     raster.set_ylim(-n_atoms + 0.8, 1.1)
     raster.set(xlabel="time (ms)", ylabel="template",
-               title="sparse codes z per template (height: z over the template's typical spike code; "
-                     "▼ detected spike)")
+               title="sparse codes per template (height: code mass over the template's reference amplitude; "
+                     "dashed: spike threshold; ▼ detected spike)")
     raster.set_xlim(time_ms[0], time_ms[-1])
     _save(fig, path)
 
