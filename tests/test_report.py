@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,9 @@ def reported(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     recording, gt_sorting = ground_truth_tetrode(10.0)
     recording.save(folder=base / "rec", n_jobs=1, progress_bar=False)
-    gt_sorting.save(folder=base / "gt")
+    with warnings.catch_warnings():  # an in-memory sorting has no provenance to save
+        warnings.simplefilter("ignore")
+        gt_sorting.save(folder=base / "gt")
     out = base / "out"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "crsae_sort", "sort", str(base / "rec"), "-o", str(out), *FAST,
@@ -107,7 +110,7 @@ def test_training_bar_with_eta_only_when_asked(progress, capsys):
 
     d = torch.randn(2, 2, 8)
     model = CRsAE(d / d.flatten(1).norm(dim=1).view(-1, 1, 1), torch.full((2,), 1.0), 5)
-    windows = np.random.default_rng(0).normal(size=(20, 2, 40)).astype(np.float32)
+    windows = np.random.default_rng(0).normal(size=(10, 2, 40)).astype(np.float32)  # 2 batches of 4
     train(model, windows, TrainParams(batch_size=4, max_epochs=1), lambda_prior_strength=1.0, seed=0,
           progress=progress)
     err = capsys.readouterr().err
