@@ -75,7 +75,8 @@ def main():
 @click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="Raw binary: µV offset.")
 @click.option("--stream", help="Stream name when the format holds several.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (OUTPUT/report/index.html).")
-@click.option("--ground-truth", type=click.Path(), help="With --report: a SpikeInterface sorting folder to compare with.")
+@click.option("--ground-truth", type=click.Path(),
+              help="With --report: a SpikeInterface sorting folder to compare with.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, sampling_frequency,
              num_channels, dtype, gain_to_uv, offset_to_uv, stream, with_report, ground_truth, verbose):

@@ -6,7 +6,7 @@ or the ``recording`` given), and writes ``OUT/report/index.html`` with PNG figur
 amplitudes, ISI), a stretch of the recording with the reconstruction ``H z`` and the sparse
 codes, the training curves, time per stage, SpikeInterface quality metrics and, when ground
 truth is given, the comparison with it. The page needs no network: CSS and the table-sorting
-script are inline.
+script are inline (``report_html.py``).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import report_figures as figs
+from . import report_html as markup
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def build_report(output_folder: str | Path, *, recording=None, ground_truth=None
     if ground_truth is not None:
         sections.append(_ground_truth(ground_truth, sorting, out))
     page = out / "index.html"
-    page.write_text(_page(folder.name, sections), encoding="utf-8")
+    page.write_text(markup.page(folder.name, sections), encoding="utf-8")
     logger.info("report written to %s", page)
     return page
 
@@ -126,14 +127,14 @@ def _overview(folder: Path, summary: dict, recording, out: Path) -> str:
             ("device", summary["device"]),
             ("time", f"{seconds.get('total', float('nan')):.1f} s "
                      f"({summary.get('times_real_time') or float('nan'):.2f}x real time)")]
-    body = _table(["", ""], rows, sortable=False, css="kv")
+    body = markup.table(["", ""], rows, sortable=False, css="kv")
     order = {name: i for i, name in enumerate(figs.STAGES)}
     stage_rows = [(name, f"{seconds[name]:.2f}")
                   for name in sorted(seconds, key=lambda s: (s == "total", order.get(s, len(order))))]
-    body += "<h3>Time per stage</h3>" + _table(["stage", "seconds"], stage_rows, sortable=False)
+    body += "<h3>Time per stage</h3>" + markup.table(["stage", "seconds"], stage_rows, sortable=False)
     if seconds:
-        body += _img("timing.png", "seconds per stage")
-    return _section("overview", "Overview", body)
+        body += markup.img("timing.png", "seconds per stage")
+    return markup.section("overview", "Overview", body)
 
 
 def _dictionary(model, blob: dict, summary: dict, out: Path) -> str:
@@ -145,7 +146,8 @@ def _dictionary(model, blob: dict, summary: dict, out: Path) -> str:
     text = ("<p>The decoder's weights are the spike templates and each ReLU bias is a template's sparsity "
             "weight λ (a larger λ asks more evidence before a spike is coded). Atoms are shown as the model "
             "sees them: whitened, unit norm, at the model rate. Templates with too few spikes are grey.</p>")
-    return _section("dictionary", "What the model learned", text + _img("dictionary.png", "learned dictionary"))
+    return markup.section("dictionary", "What the model learned",
+                          text + markup.img("dictionary.png", "learned dictionary"))
 
 
 def _units(summary: dict, templates_uv: np.ndarray, spikes: np.ndarray, recording, out: Path) -> str:
@@ -172,11 +174,11 @@ def _units(summary: dict, templates_uv: np.ndarray, spikes: np.ndarray, recordin
                        amplitudes_uv=mine["amplitude_uv"],
                        spike_times_s=(mine["sample_index"] + starts[mine["segment_index"]]) / fs,
                        isi_ms=isi, isi_threshold_ms=ISI_THRESHOLD_MS, title=title)
-        parts.append(f'<div class="unit" id="unit-{u}">{_img(name, title)}</div>')
+        parts.append(f'<div class="unit" id="unit-{u}">{markup.img(name, title)}</div>')
     text = ("<p>Per unit: its template in µV drawn on the channels at their probe positions, the distribution of "
             "spike amplitudes and their course over the recording (drift shows here), and the inter-spike "
             f"interval histogram with the refractory period (&lt; {ISI_THRESHOLD_MS:g} ms) shaded.</p>")
-    return _section("units", "Units", text + "".join(parts))
+    return markup.section("units", "Units", text + "".join(parts))
 
 
 def _fit(model, pre, spikes: np.ndarray, params, recording, summary: dict, out: Path) -> str:
@@ -225,17 +227,18 @@ def _fit(model, pre, spikes: np.ndarray, params, recording, summary: dict, out: 
             "signal energy here. Below, the sparse code of each template (summed over ±1 sample, as the read-out "
             "does), drawn at its spike's peak and scaled by the template's reference amplitude; a code peak "
             "above the dashed line (<code>amplitude_fraction</code>) is a spike (▼).</p>")
-    return _section("fit", "The fit: recording, reconstruction and sparse codes", text + _img("fit.png", "fit"))
+    return markup.section("fit", "The fit: recording, reconstruction and sparse codes",
+                          text + markup.img("fit.png", "fit"))
 
 
 def _training(folder: Path, out: Path) -> str:
     path = folder / "training.json"
     if not path.exists():
-        return _section("training", "Training", "<p>No training: this sort reused a trained model.</p>")
+        return markup.section("training", "Training", "<p>No training: this sort reused a trained model.</p>")
     history = json.loads(path.read_text())
     figs.plot_training(out / "training.png", history=history)
     text = (f"<p>{len(history)} evaluations; the dictionary and λ with the lowest held-out loss were kept.</p>")
-    return _section("training", "Training", text + _img("training.png", "training curves"))
+    return markup.section("training", "Training", text + markup.img("training.png", "training curves"))
 
 
 def _quality(sorting, filtered_uv, summary: dict) -> str:
@@ -262,8 +265,8 @@ def _quality(sorting, filtered_uv, summary: dict) -> str:
             f"{bin_s:g}-s bins). Click a column header to sort.</p>")
     if notes:
         text += "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
-    table = _table(["unit", "spikes", "rate (Hz)", "λ", "peak (µV)"] + columns, rows, sortable=True)
-    return _section("quality", "Quality metrics", text + table)
+    table = markup.table(["unit", "spikes", "rate (Hz)", "λ", "peak (µV)"] + columns, rows, sortable=True)
+    return markup.section("quality", "Quality metrics", text + table)
 
 
 def _ground_truth(gt_sorting, sorting, out: Path) -> str:
@@ -279,67 +282,10 @@ def _ground_truth(gt_sorting, sorting, out: Path) -> str:
                            performance={c: perf_ordered[c].to_numpy(dtype=float)
                                         for c in ("accuracy", "recall", "precision")})
     match = comparison.hungarian_match_12
-    rows = [[u, match[u]] + [perf.loc[u, c] for c in perf.columns] for u in perf.index]
+    rows = [[u, "none" if str(match[u]) == "-1" else match[u]] + [perf.loc[u, c] for c in perf.columns]
+            for u in perf.index]
     text = (f"<p>SpikeInterface's comparison with {len(perf)} ground-truth units (exhaustive ground truth): "
             f"mean accuracy {perf['accuracy'].astype(float).mean():.3f}.</p>")
-    table = _table(["ground-truth unit", "matched unit"] + list(perf.columns), rows, sortable=True)
-    return _section("ground-truth", "Ground truth", text + table + _img("ground_truth.png", "ground truth"))
-
-
-# ---- HTML -----------------------------------------------------------------------------------
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1240px;padding:0 16px 48px;color:#222}
-h1{margin:16px 0 4px}nav a{margin-right:14px}section{margin-top:28px}img{max-width:100%;display:block}
-table{border-collapse:collapse;margin:8px 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;
-text-align:right}td:first-child,th:first-child{text-align:left}table.sortable th{cursor:pointer;
-background:#eef}table.sortable th:after{content:" \\2195";color:#999}.unit{margin:12px 0;
-border-top:1px solid #eee}.notes{color:#666;font-size:13px}table.kv td{text-align:left}"""
-
-_JS = """document.querySelectorAll("table.sortable th").forEach(function (th, col) {
-  th.addEventListener("click", function () {
-    var body = th.closest("table").tBodies[0], dir = th.dataset.dir === "up" ? -1 : 1;
-    th.dataset.dir = dir === 1 ? "up" : "down";
-    var key = function (row) { var v = parseFloat(row.cells[col].dataset.v);
-      return isNaN(v) ? row.cells[col].textContent : v; };
-    Array.from(body.rows).sort(function (a, b) { var x = key(a), y = key(b);
-      return (x > y ? 1 : x < y ? -1 : 0) * dir; }).forEach(function (r) { body.appendChild(r); });
-  });
-});"""
-
-
-def _page(title: str, sections: list[str]) -> str:
-    nav = " ".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name in
-                   [("overview", "Overview"), ("dictionary", "Dictionary"), ("units", "Units"), ("fit", "Fit"),
-                    ("training", "Training"), ("quality", "Quality metrics"), ("ground-truth", "Ground truth")]
-                   if any(f'id="{sid}"' in s for s in sections))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>crsae-sort report: '
-            f'{html.escape(title)}</title><style>{_CSS}</style></head><body>\n'
-            f'<h1>crsae-sort report: {html.escape(title)}</h1><nav>{nav}</nav>\n' + "\n".join(sections)
-            + f"\n<script>{_JS}</script></body></html>\n")
-
-
-def _section(sid: str, heading: str, body: str) -> str:
-    return f'<section id="{sid}"><h2>{html.escape(heading)}</h2>{body}</section>'
-
-
-def _img(name: str, alt: str) -> str:
-    return f'<img src="{name}" alt="{html.escape(alt)}">'
-
-
-def _table(headers: list[str], rows, *, sortable: bool, css: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
-    classes = " ".join(c for c in ("sortable" if sortable else "", css) if c)
-    cls = f' class="{classes}"' if classes else ""
-    thead = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
-    return f"<table{cls}>{thead}<tbody>{body}</tbody></table>"
-
-
-def _cell(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        shown = "n/a" if not np.isfinite(v) else f"{v:.4g}"
-        return f'<td data-v="{v if np.isfinite(v) else "-Infinity"}">{shown}</td>'
-    if isinstance(value, (int, np.integer)):
-        return f'<td data-v="{int(value)}">{int(value)}</td>'
-    return f"<td>{html.escape(str(value))}</td>"
+    table = markup.table(["ground-truth unit", "matched unit"] + list(perf.columns), rows, sortable=True)
+    return markup.section("ground-truth", "Ground truth",
+                          text + table + markup.img("ground_truth.png", "ground truth"))

@@ -80,7 +80,7 @@ def _template_by_geometry(ax, template_uv: np.ndarray, locations_um, channel_ids
     t = np.linspace(-0.5, 0.5, n_samples) * width
     for ch, (x0, y0) in zip(shown, loc):
         ax.plot(x0 + t, y0 + template_uv[:, ch] / peak_uv * height, color=color, lw=1.5 if ch == peak_channel else 1)
-        ax.text(x0 - width / 2, y0 + 0.35 * pitch, str(channel_ids[ch]), fontsize=7, color="0.4")
+        ax.text(x0 - 0.52 * width, y0, str(channel_ids[ch]), fontsize=7, color="0.4", ha="right", va="center")
     # scale bars: 1 ms and a round number of µV
     bar_uv = _round_down(peak_uv / 2)
     x0, y0 = loc[:, 0].min() - 0.6 * width, loc[:, 1].min() - height
@@ -88,7 +88,9 @@ def _template_by_geometry(ax, template_uv: np.ndarray, locations_um, channel_ids
     ax.plot([x0, x0 + ms], [y0, y0], color="k", lw=1)
     ax.plot([x0, x0], [y0, y0 + bar_uv / peak_uv * height], color="k", lw=1)
     ax.text(x0, y0 - 0.15 * pitch, f"1 ms, {bar_uv:g} µV", fontsize=7, va="top")
-    ax.set_title(f"template, probe layout ({len(shown)}/{n_channels} ch)")
+    ax.set_xlim(loc[:, 0].min() - 0.75 * width, loc[:, 0].max() + 0.55 * width)
+    ax.set_ylim(y0 - 0.5 * pitch, loc[:, 1].max() + 1.05 * height)
+    ax.set_title(f"template ({len(shown)}/{n_channels} channels)")
     ax.set_aspect("auto")
     ax.axis("off")
 

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from crsae_sort.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--device", "cpu", "--seed", "0"] + [arg for kv in ("max_epochs=1", "n_windows=96", "batch_size=16",
-                                                           "eval_every=2", "n_iterations=30") for arg in ("--set", kv)]
+SETTINGS = ("max_epochs=1", "n_windows=48", "batch_size=16", "eval_every=1", "n_iterations=30", "num_threads=1")
+FAST = ["--device", "cpu", "--seed", "0"] + [arg for kv in SETTINGS for arg in ("--set", kv)]
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,9 @@ def reported(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("report")
     recording, gt_sorting = ground_truth_tetrode(10.0)
-    recording.save(folder=base / "rec", n_jobs=1, progress_bar=False)
-    with warnings.catch_warnings():  # an in-memory sorting has no provenance to save
+    with warnings.catch_warnings():  # generated data has no provenance to save
         warnings.simplefilter("ignore")
+        recording.save(folder=base / "rec", n_jobs=1, progress_bar=False)
         gt_sorting.save(folder=base / "gt")
     out = base / "out"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
