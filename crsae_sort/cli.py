@@ -79,9 +79,13 @@ def main():
 @click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="Raw binary: µV offset.")
 @click.option("--stream", help="Stream name when the format holds several (NWB: the ElectricalSeries path).")
 @click.option("--mat-variable", default="data", show_default=True, help="MATLAB input: the array to read.")
+@click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (OUTPUT/report/index.html).")
+@click.option("--ground-truth", type=click.Path(),
+              help="With --report: a SpikeInterface sorting folder to compare with.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, resume,
-             sampling_frequency, num_channels, dtype, gain_to_uv, offset_to_uv, stream, mat_variable, verbose):
+             sampling_frequency, num_channels, dtype, gain_to_uv, offset_to_uv, stream, mat_variable, with_report,
+             ground_truth, verbose):
     """Sort the recording at INPUT into the folder given by -o."""
     _setup_console(verbose)
 
@@ -99,16 +103,58 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
         params = SortParams.from_dict(flat)
         if model_path is not None and not Path(model_path).exists():
             raise InputError(f"model file {model_path} does not exist")
+        if ground_truth is not None and not with_report:
+            raise InputError("--ground-truth is used by the report: add --report")
+        if ground_truth is not None and not Path(ground_truth).exists():
+            raise InputError(f"ground-truth sorting {ground_truth} does not exist")
         recording = open_recording(input_path, probe=probe, sampling_frequency_hz=sampling_frequency,
                                    num_channels=num_channels, dtype=dtype, gain_to_uv=gain_to_uv,
                                    offset_to_uv=offset_to_uv, stream=stream, mat_variable=mat_variable)
-        return sort(recording, output, params, model_path=model_path, overwrite=overwrite, resume=resume)
+        result = sort(recording, output, params, model_path=model_path, overwrite=overwrite, resume=resume)
+        page = None
+        if with_report:
+            from .report import build_report
 
-    result = _run_guarded(run)
+            page = build_report(result.output_folder, recording=recording, ground_truth=ground_truth)
+        return result, page
+
+    result, page = _run_guarded(run)
     s = result.summary
     click.echo(f"{len(s['units'])} units, {s['num_spikes']} spikes from {s['duration_s']:.1f} s in "
                f"{s['seconds']['total']:.1f} s ({s['times_real_time']:.1f}x real time) on {s['device']}")
     click.echo(f"results in {result.output_folder}")
+    if page is not None:
+        click.echo(f"report: {page}")
+
+
+@main.command("report")
+@click.argument("output_folder", metavar="OUT", type=click.Path())
+@click.option("--recording", "recording_path", type=click.Path(),
+              help="The sorted recording, when OUT/recording.json is missing or stale (any input `sort` reads).")
+@click.option("--probe", help="With --recording: a probe name in probes/ or a probeinterface file.")
+@click.option("--ground-truth", type=click.Path(), help="A SpikeInterface sorting folder to compare with.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
+def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
+    """Write OUT/report/index.html: templates, λ, fit, training, quality metrics of a sort in OUT."""
+    _setup_console(verbose)
+
+    def run():
+        from .report import build_report
+
+        if not Path(output_folder).is_dir():
+            raise InputError(f"output folder {output_folder} does not exist; pass the folder given to "
+                             "`crsae-sort sort -o`")
+        if ground_truth is not None and not Path(ground_truth).exists():
+            raise InputError(f"ground-truth sorting {ground_truth} does not exist")
+        recording = None
+        if recording_path is not None:
+            from .reading import open_recording
+
+            recording = open_recording(recording_path, probe=probe)
+        return build_report(output_folder, recording=recording, ground_truth=ground_truth)
+
+    page = _run_guarded(run)
+    click.echo(f"report: {page}")
 
 
 @main.command("demo")

@@ -36,7 +36,8 @@ def unit_snrs(recording, sorting) -> dict:
     from spikeinterface.core import create_sorting_analyzer
     from spikeinterface.metrics import compute_snrs
 
-    analyzer = create_sorting_analyzer(sorting, recording, sparse=False, format="memory")
+    analyzer = create_sorting_analyzer(sorting, recording, sparse=False, format="memory",
+                                       job_kwargs=dict(n_jobs=1, progress_bar=False))
     analyzer.compute(["random_spikes", "templates", "noise_levels"], verbose=False, n_jobs=1, progress_bar=False)
     return {k: float(v) for k, v in compute_snrs(analyzer).items()}
 

@@ -110,6 +110,8 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
                     break
         if not st.stopped:
             st.epoch, st.batch, st.perm = st.epoch + 1, 0, None
+    if st.step > st.history[-1]["step"]:  # the last steps were not evaluated yet (or fewer than eval_every)
+        _evaluate(st, model, val, loss.item(), params.patience)
     bar.close()
     model.load_state_dict(st.best_state)
     model.refresh_lipschitz()

@@ -113,3 +113,21 @@ def test_model_keeps_unit_norm_atoms_and_fresh_lipschitz():
         model.dictionary.mul_(3.0)
     model.normalize_()
     assert model.lipschitz == pytest.approx(lipschitz_constant(model.dictionary), rel=1e-9)
+
+
+def test_training_shorter_than_one_evaluation_keeps_what_it_learned():
+    from crsae_sort.params import TrainParams
+    from crsae_sort.train import train
+
+    g = torch.Generator().manual_seed(0)
+    d_true = random_dictionary(2, 2, 8, dtype=torch.float32, seed=1)
+    z = (torch.rand(40, 2, 93, generator=g) > 0.97).float() * 5.0
+    windows = (H(z, d_true) + 0.1 * torch.randn(40, 2, 100, generator=g)).numpy()
+    model = CRsAE(d_true + 0.3 * torch.randn(2, 2, 8, generator=g), torch.full((2,), 0.5), n_iter=30)
+    start = model.dictionary.detach().clone()
+    result = train(model, windows, TrainParams(batch_size=8, max_epochs=1, eval_every=50, learning_rate=0.02),
+                   lambda_prior_strength=1.0, seed=0)
+    assert result.n_steps == 4 and [h["step"] for h in result.history] == [0, 4]
+    # a random dictionary on noise learns something in 4 steps: the evaluated, better state is kept
+    assert result.history[1]["val_loss"] < result.history[0]["val_loss"]
+    assert result.best_step == 4 and not torch.equal(model.dictionary, start)
