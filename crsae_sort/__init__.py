@@ -1,10 +1,14 @@
 """crsae-sort: spike sorting with a constrained recurrent sparse autoencoder (CRsAE).
 
 Public API: :func:`sort`, :class:`SortParams`, :class:`SortResult`, :func:`open_recording`,
-:class:`InputError`.
+:class:`InputError`, :data:`SORTER_NAME`.
+
+Importing the package registers the ``crsae`` sorter with SpikeInterface (``run_sorter("crsae",
+...)``) as soon as ``spikeinterface.sorters`` is imported, without importing it here.
 """
 from importlib import metadata as _metadata
 
+from ._register import SORTER_NAME, register_when_spikeinterface_loads
 from .errors import InputError
 from .params import SortParams
 
@@ -13,7 +17,9 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["sort", "SortParams", "SortResult", "open_recording", "InputError", "__version__"]
+__all__ = ["sort", "SortParams", "SortResult", "open_recording", "InputError", "SORTER_NAME", "__version__"]
+
+register_when_spikeinterface_loads()
 
 
 def __getattr__(name):

@@ -168,3 +168,41 @@ def info_cmd():
             click.echo(f"cuda:{i}: {props.name}, {props.total_memory / 2**30:.1f} GiB")
     else:
         click.echo("cuda: not available (CPU only)")
+
+
+@main.command("install-si-hook")
+@click.option("--user", is_flag=True, help="Write into the user site-packages instead of the environment's.")
+@click.option("--site-dir", type=click.Path(file_okay=False), help="Write into this site directory instead.")
+@click.option("--remove", is_flag=True, help="Remove the hook instead of writing it.")
+def install_si_hook_cmd(user, site_dir, remove):
+    """Make every Python process of this environment register the crsae sorter.
+
+    SpikeInterface finds sorters by name in its own list, so a worker process that never imports
+    crsae_sort (joblib/loky, dask, containers, slurm scripts) cannot run run_sorter("crsae", ...).
+    This writes a one-line .pth file that imports crsae_sort (light: no torch) at start-up.
+    """
+    import site
+    import sysconfig
+
+    from ._register import PTH_LINE, PTH_NAME
+
+    if site_dir:
+        folder = Path(site_dir)
+    elif user:
+        folder = Path(site.getusersitepackages())
+    else:
+        folder = Path(sysconfig.get_paths()["purelib"])
+    path = folder / PTH_NAME
+    if remove:
+        if path.exists():
+            path.unlink()
+            click.echo(f"removed {path}")
+        else:
+            click.echo(f"no hook at {path}")
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(PTH_LINE)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}; try --user or --site-dir") from None
+    click.echo(f"wrote {path}")
