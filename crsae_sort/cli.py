@@ -68,6 +68,8 @@ def main():
 @click.option("--params", "params_file", type=click.Path(), help="JSON file of parameters.")
 @click.option("--model", "model_path", type=click.Path(), help="Sort with a trained model.pt instead of learning one.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--phy", is_flag=True, help="Also write a Phy folder (phy/) with the learned templates.")
+@click.option("--nwb", is_flag=True, help="Also write an NWB file (units.nwb): units table and provenance.")
 @click.option("--sampling-frequency", type=float, help="Raw binary: sampling rate in Hz.")
 @click.option("--num-channels", type=int, help="Raw binary: number of interleaved channels.")
 @click.option("--dtype", help="Raw binary: sample type (int16, float32, ...).")
@@ -75,7 +77,7 @@ def main():
 @click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="Raw binary: µV offset.")
 @click.option("--stream", help="Stream name when the format holds several.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
-def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, sampling_frequency,
+def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, phy, nwb, sampling_frequency,
              num_channels, dtype, gain_to_uv, offset_to_uv, stream, verbose):
     """Sort the recording at INPUT into the folder given by -o."""
     _setup_console(verbose)
@@ -97,7 +99,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
         recording = open_recording(input_path, probe=probe, sampling_frequency_hz=sampling_frequency,
                                    num_channels=num_channels, dtype=dtype, gain_to_uv=gain_to_uv,
                                    offset_to_uv=offset_to_uv, stream=stream)
-        return sort(recording, output, params, model_path=model_path, overwrite=overwrite)
+        return sort(recording, output, params, model_path=model_path, overwrite=overwrite, phy=phy, nwb=nwb)
 
     result = _run_guarded(run)
     s = result.summary

@@ -48,17 +48,21 @@ class SortResult:
 
 
 def sort(recording, output_folder: str | Path | None = None, params: SortParams | dict | None = None, *,
-         model_path: str | Path | None = None, overwrite: bool = False, progress: bool | None = None) -> SortResult:
+         model_path: str | Path | None = None, overwrite: bool = False, progress: bool | None = None,
+         phy: bool = False, nwb: bool = False) -> SortResult:
     """Sort ``recording`` (a SpikeInterface recording with a probe) and write the outputs.
 
     ``params`` is a :class:`SortParams` or a flat dict of overrides (``crsae-sort params``);
-    ``model_path`` reuses a trained ``model.pt`` instead of learning a dictionary.
+    ``model_path`` reuses a trained ``model.pt`` instead of learning a dictionary; ``phy`` and
+    ``nwb`` add a Phy folder (``phy/``) and an NWB file (``units.nwb``), see :mod:`crsae_sort.outputs`.
     """
     if not isinstance(params, SortParams):
         params = SortParams.from_dict(params)
     progress = sys.stderr.isatty() if progress is None else progress
     _check_recording(recording, params)
     if output_folder is None:
+        if phy or nwb:
+            raise InputError("phy=True and nwb=True need an output folder")
         return _sort(recording, params, model_path, progress, None)
     target = Path(output_folder).resolve()
     if target.exists() and not overwrite:
@@ -75,6 +79,7 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
     try:
         with log_to_file(tmp / LOG_NAME):
             result = _sort(recording, params, model_path, progress, tmp)
+            _write_extra_outputs(tmp, result, recording, phy=phy, nwb=nwb)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -208,6 +213,15 @@ def _write(folder: Path, result: SortResult, recording, pre, info: dict) -> None
     export.write_json(folder / "params.json", result.params.to_dict())
     if result.training is not None:
         export.write_json(folder / "training.json", result.training.history)
+
+
+def _write_extra_outputs(folder: Path, result: SortResult, recording, *, phy: bool, nwb: bool) -> None:
+    from . import outputs
+
+    if phy:
+        outputs.export_phy(result, recording, folder / outputs.PHY_FOLDER)
+    if nwb:
+        outputs.export_nwb(result, recording, folder / outputs.NWB_FILE)
 
 
 def _check_recording(recording, params: SortParams) -> None:

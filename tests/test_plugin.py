@@ -165,7 +165,10 @@ def _job_list(rec, folder, n, name):
 def test_run_sorter_jobs_engines(short_rec, tmp_path, engine):
     from spikeinterface.sorters import read_sorter_folder, run_sorter_jobs
 
-    kwargs = dict(processpoolexecutor=dict(max_workers=1, mp_context="spawn"), joblib=dict(n_jobs=1))
+    import multiprocessing
+
+    kwargs = dict(processpoolexecutor=dict(max_workers=1, mp_context=multiprocessing.get_context("spawn")),
+                  joblib=dict(n_jobs=1))
     # SORTER_NAME registers crsae in workers that never imported it (spawn, loky)
     run_sorter_jobs(_job_list(short_rec, tmp_path, 1, crsae_sort.SORTER_NAME), engine=engine,
                     engine_kwargs=kwargs.get(engine))
