@@ -23,6 +23,7 @@ import sys
 logger = logging.getLogger(__name__)
 
 SORTERLIST = "spikeinterface.sorters.sorterlist"
+OUTPUT_SUBFOLDER = "crsae"  # our output folder inside the sorter's sorter_output/
 PTH_NAME = "crsae_sort_spikeinterface_hook.pth"
 # one line: .pth files execute lines that start with "import"; a missing package stays silent
 PTH_LINE = 'import sys; exec("try:\\n    import crsae_sort\\nexcept Exception:\\n    pass")\n'

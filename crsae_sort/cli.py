@@ -208,3 +208,57 @@ def install_si_hook_cmd(user, site_dir, remove):
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror}; try --user or --site-dir") from None
     click.echo(f"wrote {path}")
+
+
+@main.command("batch")
+@click.argument("manifest", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Folder holding one subfolder per recording.")
+@click.option("--engine", type=click.Choice(["loop", "processpoolexecutor", "joblib", "dask", "slurm"]),
+              default="loop", show_default=True, help="SpikeInterface job engine; slurm writes an array script.")
+@click.option("-j", "--jobs", "n_jobs", type=int, default=1, show_default=True,
+              help="Parallel workers (processpoolexecutor, joblib, local dask).")
+@click.option("--scheduler", help="dask: address of a running scheduler (default: a local cluster of --jobs workers).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Parameter for every recording; repeatable.")
+@click.option("--params", "params_file", type=click.Path(), help="JSON file of parameters for every recording.")
+@click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
+              help="slurm: an #SBATCH option (partition=gpu, mem=32G, gres=gpu:1); repeatable.")
+@click.option("--no-submit", is_flag=True, help="slurm: write the script but do not call sbatch.")
+@click.option("--only", type=int, help="Sort only this manifest row (0-based); used by the SLURM array.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
+def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, slurm_args, no_submit, only, verbose):
+    """Sort every recording listed in MANIFEST (CSV or YAML) into OUTPUT/<name>/.
+
+    Columns: path (required), name, probe, stream, and any parameter name as a per-recording
+    override. One failure does not stop the others; finished recordings are skipped when the
+    batch is run again; a summary table ends the run (also in OUTPUT/batch_summary.csv).
+    """
+    _setup_console(verbose)
+    flat = _run_guarded(lambda: dict(_load_params_file(params_file), **_parse_sets(sets)))
+
+    if engine == "slurm":
+        def slurm():
+            from .batch import write_slurm_script
+
+            sbatch = _parse_sets(tuple(slurm_args))
+            return write_slurm_script(manifest, output, sets=flat, sbatch_args=sbatch, submit=not no_submit)
+
+        _, message = _run_guarded(slurm)
+        click.echo(message)
+        return
+
+    def run():
+        from .batch import run_batch
+
+        engine_kwargs = {"scheduler": scheduler} if scheduler else None
+        return run_batch(manifest, output, engine=engine, n_jobs=n_jobs, params=flat, engine_kwargs=engine_kwargs,
+                         only=only, verbose=verbose)
+
+    from .batch import format_table
+
+    rows = _run_guarded(run)
+    click.echo(format_table(rows))
+    failed = sum(r.status == "failed" for r in rows)
+    if failed:
+        click.echo(f"{failed} of {len(rows)} recording(s) failed; see each folder's spikeinterface_log.json "
+                   "and sorter_output/crsae.log", err=True)
+        raise SystemExit(1)

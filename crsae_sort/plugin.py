@@ -15,11 +15,10 @@ from pathlib import Path
 
 from spikeinterface.sorters.basesorter import BaseSorter
 
+from ._register import OUTPUT_SUBFOLDER
 from .params import SortParams, default_params, describe
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_SUBFOLDER = "crsae"  # our output folder inside sorter_output/
 
 
 def _descriptions() -> dict[str, str]:
