@@ -132,7 +132,8 @@ def run_batch(manifest: str | Path, output: str | Path, *, engine: str = "loop",
 
     ``params`` are overrides for every row (a row's own overrides win). ``engine`` is one of
     SpikeInterface's ``run_sorter_jobs`` engines; ``n_jobs`` workers for the parallel ones (each
-    gets ``cpu_count // n_jobs`` torch threads unless ``num_threads`` is set). ``only`` sorts one
+    gets ``cpu_count // n_jobs`` torch threads unless ``num_threads`` is set, or the dask cluster
+    is an external one: ``engine_kwargs={"client": ...}`` or ``{"scheduler": address}``). ``only`` sorts one
     row (its 0-based index; the SLURM array uses it). ``slurm`` is handled by
     :func:`write_slurm_script`, not here.
     """
@@ -149,7 +150,8 @@ def run_batch(manifest: str | Path, output: str | Path, *, engine: str = "loop",
         jobs = [jobs[only]]
     base = dict(params or {})
     SortParams.from_dict(base)  # a bad global override is everyone's problem: fail now
-    if engine != "loop" and "num_threads" not in base:
+    external = engine == "dask" and any((engine_kwargs or {}).get(k) for k in ("client", "scheduler"))
+    if engine != "loop" and not external and "num_threads" not in base:  # workers share this machine's cores
         base["num_threads"] = max(1, (os.cpu_count() or 1) // n_jobs)
     output.mkdir(parents=True, exist_ok=True)
 
