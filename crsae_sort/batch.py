@@ -24,12 +24,14 @@ from pathlib import Path
 from ._register import OUTPUT_SUBFOLDER
 from .errors import InputError
 from .params import SortParams, default_params
+from .runlog import log_to_file
 
 logger = logging.getLogger(__name__)
 
 ENGINES = ("loop", "processpoolexecutor", "joblib", "dask", "slurm")
 MANIFEST_KEYS = ("path", "name", "probe", "stream")
 SUMMARY_CSV = "batch_summary.csv"
+BATCH_LOG = "crsae_batch.log"
 SLURM_SCRIPT = "crsae_batch.sbatch"
 
 
@@ -154,27 +156,36 @@ def run_batch(manifest: str | Path, output: str | Path, *, engine: str = "loop",
     if engine != "loop" and not external and "num_threads" not in base:  # workers share this machine's cores
         base["num_threads"] = max(1, (os.cpu_count() or 1) // n_jobs)
     output.mkdir(parents=True, exist_ok=True)
+    log_name = BATCH_LOG if only is None else f"crsae_batch.{only}.log"
+    with log_to_file(output / log_name):
+        logger.info("batch %s -> %s: %d recording(s), engine %s, n_jobs %d, overrides %s", manifest, output,
+                    len(jobs), engine, n_jobs, base)
+        return _run_batch(jobs, output, engine, n_jobs, base, engine_kwargs, write_table=only is None,
+                          verbose=verbose)
 
+
+def _run_batch(jobs, output: Path, engine: str, n_jobs: int, base: dict, engine_kwargs, *, write_table: bool,
+               verbose: bool) -> list[BatchRow]:
     rows: dict[str, BatchRow] = {}
     to_run = []
     for job in jobs:
         folder = output_of(output, job)
         if (folder / "summary.json").is_file():
-            rows[job.name] = _row_from_folder(job, output, "skipped", "finished earlier")
+            rows[job.name] = _row_from_folder(job, output, "skipped")
             continue
         try:
             to_run.append(_prepare(job, output, dict(base, **job.params), verbose))
         except Exception as exc:  # this row's problem only
-            logger.info("%s: not sorted", job.name, exc_info=True)
+            logger.warning("%s: not sorted: %s", job.name, exc, exc_info=not isinstance(exc, InputError))
             rows[job.name] = BatchRow(job.name, "failed", message=_one_line(exc), folder=str(output / job.name))
     started = time.perf_counter()
     if to_run:
         logger.info("sorting %d recording(s) with engine %s", len(to_run), engine)
         crashed = _run_jobs(to_run, engine, n_jobs, engine_kwargs)
         for job, _ in to_run:
-            rows[job.name] = _row_from_folder(job, output, "sorted", crashed)
+            rows[job.name] = _row_from_folder(job, output, "sorted", crashed.get(job.name, ""))
     ordered = [rows[j.name] for j in jobs]
-    if only is None:  # array tasks would overwrite each other's table; re-run the batch to collect it
+    if write_table:  # array tasks would overwrite each other's table; re-run the batch to collect it
         _write_summary(output, ordered, time.perf_counter() - started)
     return ordered
 
@@ -195,22 +206,23 @@ def _prepare(job: BatchJob, output: Path, overrides: dict, verbose: bool):
                      raise_error=False, **params)
 
 
-def _run_jobs(to_run, engine: str, n_jobs: int, engine_kwargs: dict | None) -> str:
+def _run_jobs(to_run, engine: str, n_jobs: int, engine_kwargs: dict | None) -> dict[str, str]:
     """Run the jobs; a failure inside a sort is recorded in its folder by SpikeInterface. Returns
-    the message of an engine-level failure ('' if none)."""
+    ``{name: message}`` of failures outside the sorts (engine, worker), shown for the recordings
+    that left no log."""
     from spikeinterface.sorters import run_sorter_jobs
 
     job_list = [kwargs for _, kwargs in to_run]
     kwargs = dict(engine_kwargs or {})
     if engine == "loop":  # one at a time, so that nothing stops the rest
-        messages = []
-        for one in job_list:
+        messages = {}
+        for job, one in to_run:
             try:
                 run_sorter_jobs([one], engine="loop")
             except Exception as exc:
-                logger.info("job %s failed", one["folder"], exc_info=True)
-                messages.append(_one_line(exc))
-        return "; ".join(messages)
+                logger.warning("%s failed outside the sort", job.name, exc_info=True)
+                messages[job.name] = _one_line(exc)
+        return messages
     created = []  # a dask client/cluster we start here, closed here
     if engine == "joblib":
         kwargs.setdefault("n_jobs", n_jobs)
@@ -232,10 +244,10 @@ def _run_jobs(to_run, engine: str, n_jobs: int, engine_kwargs: dict | None) -> s
         created.insert(0, kwargs["client"])
     try:
         run_sorter_jobs(job_list, engine=engine, engine_kwargs=kwargs)
-        return ""
+        return {}
     except Exception as exc:
-        logger.info("engine %s raised", engine, exc_info=True)
-        return _one_line(exc)
+        logger.warning("engine %s raised", engine, exc_info=True)
+        return {job.name: _one_line(exc) for job, _ in to_run}
     finally:
         for thing in created:
             thing.close()

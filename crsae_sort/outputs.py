@@ -20,6 +20,20 @@ PHY_FOLDER = "phy"
 NWB_FILE = "units.nwb"
 
 
+def check_outputs_possible(recording, output_folder, *, phy: bool, nwb: bool) -> None:
+    """Before any heavy work: can the requested outputs be written at all?"""
+    if output_folder is None:
+        raise InputError("phy=True and nwb=True need an output folder")
+    if phy and recording.get_num_segments() != 1:
+        raise InputError(f"Phy needs a one-segment recording, this one has {recording.get_num_segments()}; "
+                         "sort spikeinterface.concatenate_recordings([...]) or leave out --phy")
+    if nwb:
+        import importlib.util
+
+        if importlib.util.find_spec("pynwb") is None:
+            raise InputError("--nwb needs pynwb: pip install 'crsae-sort[nwb]' (or pip install pynwb)")
+
+
 def aligned_templates(templates_uv: np.ndarray, peak_samples: np.ndarray) -> tuple[np.ndarray, int]:
     """Shift each template so that its spike-time sample lands on a common ``nbefore``.
 
@@ -59,9 +73,7 @@ def export_phy(result, recording, folder: Path, *, copy_binary: bool = True) -> 
     from spikeinterface.core.analyzer_extension_core import ComputeTemplates
     from spikeinterface.exporters import export_to_phy
 
-    if recording.get_num_segments() != 1:
-        raise InputError(f"Phy needs a one-segment recording, this one has {recording.get_num_segments()}; "
-                         "sort spikeinterface.concatenate_recordings([...]) or leave out --phy")
+    check_outputs_possible(recording, folder, phy=True, nwb=False)
     folder = Path(folder)
     templates, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
     fs = recording.get_sampling_frequency()

@@ -60,9 +60,11 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
         params = SortParams.from_dict(params)
     progress = sys.stderr.isatty() if progress is None else progress
     _check_recording(recording, params)
+    if phy or nwb:
+        from .outputs import check_outputs_possible
+
+        check_outputs_possible(recording, output_folder, phy=phy, nwb=nwb)
     if output_folder is None:
-        if phy or nwb:
-            raise InputError("phy=True and nwb=True need an output folder")
         return _sort(recording, params, model_path, progress, None)
     target = Path(output_folder).resolve()
     if target.exists() and not overwrite:

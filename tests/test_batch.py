@@ -12,7 +12,8 @@ from crsae_sort.batch import read_manifest, run_batch, write_slurm_script
 from crsae_sort.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = {"max_epochs": "1", "n_windows": "64", "n_iterations": "20", "init_duration_s": "6", "device": "cpu"}
+FAST = {"max_epochs": "1", "n_windows": "32", "batch_size": "16", "n_iterations": "10", "init_duration_s": "6",
+        "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,7 @@ def test_one_failure_does_not_stop_the_others_and_rerun_resumes(recordings, tmp_
     assert rows["bad_params"]["status"] == "failed" and "outside the allowed range" in rows["bad_params"]["message"]
     assert (out / "rec_a" / "sorter_output" / "crsae" / "templates.npy").is_file()
     assert "rec_a" in res.output and "sorted" in res.output  # the table
+    assert "nowhere: not sorted" in (out / "crsae_batch.log").read_text()
     stamp = (out / "rec_a" / "sorter_output" / "crsae" / "summary.json").stat().st_mtime_ns
 
     again = run_batch(manifest, out)  # resume: rec_a is not sorted twice
@@ -103,7 +105,7 @@ def test_dask_batch_of_two_recordings(recordings, tmp_path, monkeypatch):
     rows = run_batch(manifest, tmp_path / "out", engine="dask", n_jobs=2)
     assert [r.status for r in rows] == ["sorted", "sorted"], [r.message for r in rows]
     params = json.loads((tmp_path / "out" / "rec_b" / "sorter_output" / "crsae" / "params.json").read_text())
-    assert params["num_threads"] == max(1, (os.cpu_count() or 1) // 2) and params["n_iterations"] == 20
+    assert params["num_threads"] == max(1, (os.cpu_count() or 1) // 2) and params["n_iterations"] == 10
 
 
 def test_slurm_array_script(recordings, tmp_path):

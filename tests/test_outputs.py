@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-FAST = dict(max_epochs=1, n_windows=64, n_iterations=20, init_duration_s=10.0, device="cpu")
+FAST = dict(max_epochs=1, n_windows=32, batch_size=16, n_iterations=10, init_duration_s=6.0, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def exported(tmp_path_factory):
     from crsae_sort import sort
 
     base = tmp_path_factory.mktemp("outputs")
-    rec, _ = generate_ground_truth_recording(num_channels=4, durations=[10.0], seed=1)
+    rec, _ = generate_ground_truth_recording(num_channels=4, durations=[6.0], seed=1)
     rec.save(folder=base / "rec", n_jobs=1, progress_bar=False)
     rec = si.load(base / "rec")
     result = sort(rec, base / "out", FAST, phy=True, nwb=True, progress=False)
@@ -117,3 +117,14 @@ def test_phy_without_an_output_folder_is_an_input_error(exported):
     rec = exported[0]
     with pytest.raises(InputError, match="need an output folder"):
         sort(rec, None, FAST, phy=True)
+
+
+def test_phy_on_two_segments_fails_before_sorting(exported, tmp_path):
+    from spikeinterface import append_recordings
+
+    from crsae_sort import InputError, sort
+
+    rec = exported[0]
+    with pytest.raises(InputError, match="one-segment"):
+        sort(append_recordings([rec, rec]), tmp_path / "o", FAST, phy=True)
+    assert not (tmp_path / "o").exists()

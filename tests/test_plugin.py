@@ -17,7 +17,7 @@ import crsae_sort
 from crsae_sort.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = dict(max_epochs=1, n_windows=64, n_iterations=20, init_duration_s=10.0, device="cpu")
+FAST = dict(max_epochs=1, n_windows=32, batch_size=16, n_iterations=10, init_duration_s=6.0, device="cpu")
 
 
 def _env(**extra):
@@ -35,11 +35,11 @@ def _python(code: str, env=None, timeout=300) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def short_rec_folder(tmp_path_factory):
-    """10 s, 4 channels, saved as a binary folder (run_sorter needs a serialisable recording)."""
+    """6 s, 4 channels, saved as a binary folder (run_sorter needs a serialisable recording)."""
     from spikeinterface.core import generate_ground_truth_recording
 
-    rec, _ = generate_ground_truth_recording(num_channels=4, durations=[10.0], seed=0)
-    folder = tmp_path_factory.mktemp("plugin") / "rec10"
+    rec, _ = generate_ground_truth_recording(num_channels=4, durations=[6.0], seed=0)
+    folder = tmp_path_factory.mktemp("plugin") / "rec6"
     rec.save(folder=folder, n_jobs=1, progress_bar=False)
     return folder
 
@@ -63,6 +63,13 @@ def test_import_registers_lazily_without_torch():
     """)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "True", "True", "True", "1", "False"]
+    # the other order: SpikeInterface first, then crsae_sort
+    out = _python("""
+        from spikeinterface.sorters import sorter_dict
+        import crsae_sort
+        print("crsae" in sorter_dict)
+    """)
+    assert out.returncode == 0 and out.stdout.split() == ["True"], out.stderr
 
 
 def test_registration_is_idempotent_and_params_come_from_the_dataclasses():
@@ -99,7 +106,7 @@ def _check_contract(rec, folder, params):
     sorter_params = dict(get_default_sorter_params("crsae"), **params)
     sorting = run_sorter("crsae", rec, folder=folder, remove_existing_folder=True, delete_output_folder=True,
                          raise_error=True, verbose=False, **sorter_params)
-    assert sorting.get_num_units() >= 3
+    assert sorting.get_num_units() > 0
     assert sorting.get_sampling_frequency() == rec.get_sampling_frequency()
     info = sorting.sorting_info
     assert set(info) >= {"recording", "params", "log"}
@@ -117,9 +124,12 @@ def _check_contract(rec, folder, params):
     return read_sorter_folder
 
 
-def test_sorter_contract_fast(short_rec, tmp_path):
-    """The contract on a 10 s recording with fast parameters (the default suite)."""
+def test_sorter_contract_fast(short_rec, tmp_path, capfd):
+    """The contract on a 6 s recording with fast parameters (the default suite); verbose=False
+    prints nothing and draws no progress bars."""
     _check_contract(short_rec, tmp_path / "out", FAST)
+    out, err = capfd.readouterr()
+    assert out == "" and "it/s" not in err and "%|" not in err
 
 
 @pytest.mark.slow
@@ -146,17 +156,6 @@ def test_read_sorter_folder_and_by_property(short_rec, tmp_path):
     assert (tmp_path / "groups" / "0" / "sorter_output" / "crsae" / "summary.json").is_file()
 
 
-def test_verbose_false_prints_nothing(short_rec_folder, tmp_path):
-    out = _python(f"""
-        import crsae_sort, spikeinterface as si
-        from spikeinterface.sorters import run_sorter
-        run_sorter("crsae", si.load({str(short_rec_folder)!r}), folder={str(tmp_path / 'o')!r}, verbose=False,
-                   **{FAST!r})
-    """)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "" and "it/s" not in out.stderr and "%|" not in out.stderr
-
-
 def _job_list(rec, folder, n, name):
     return [dict(sorter_name=name, recording=rec, folder=folder / f"job{i}", **FAST) for i in range(n)]
 
@@ -175,6 +174,7 @@ def test_run_sorter_jobs_engines(short_rec, tmp_path, engine):
     assert read_sorter_folder(tmp_path / "job0").get_num_units() > 0
 
 
+@pytest.mark.slow  # the default suite covers engine="dask" through tests/test_batch.py (a local cluster)
 def test_run_sorter_jobs_dask(short_rec, tmp_path):
     distributed = pytest.importorskip("distributed")
     from spikeinterface.sorters import read_sorter_folder, run_sorter_jobs
