@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from crsae_sort import InputError
-from crsae_sort.batch import read_manifest, run_batch, write_slurm_script
+from crsae_sort.batch import read_manifest, run_batch
 from crsae_sort.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
