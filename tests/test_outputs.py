@@ -32,10 +32,10 @@ def test_phy_folder_holds_our_templates_and_spikes(exported):
     phy = base / "out" / "phy"
     assert (phy / "params.py").is_file() and (phy / "recording.dat").is_file()
     assert "dat_path = r'recording.dat'" in (phy / "params.py").read_text()  # survives moving the folder
-    back = read_phy(phy)
-    si_ids = np.loadtxt(phy / "cluster_si_unit_ids.tsv", skiprows=1, dtype=np.int64)[:, 1]
-    for phy_id, si_id in enumerate(si_ids):
-        np.testing.assert_array_equal(back.get_unit_spike_train(phy_id), result.sorting.get_unit_spike_train(si_id))
+    back = read_phy(phy)  # restores our unit ids from cluster_si_unit_ids.tsv
+    assert sorted(back.unit_ids) == sorted(result.sorting.unit_ids)
+    for unit in result.sorting.unit_ids:
+        np.testing.assert_array_equal(back.get_unit_spike_train(unit), result.sorting.get_unit_spike_train(unit))
     expected, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
     np.testing.assert_allclose(np.load(phy / "templates.npy"), expected, rtol=1e-5, atol=1e-4)
     assert np.load(phy / "amplitudes.npy").shape[0] == len(result.spikes)
