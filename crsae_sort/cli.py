@@ -72,6 +72,8 @@ def main():
 @click.option("--model", "model_path", type=click.Path(), help="Sort with a trained model.pt instead of learning one.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run into the same output folder.")
+@click.option("--phy", is_flag=True, help="Also write a Phy folder (phy/) with the learned templates.")
+@click.option("--nwb", is_flag=True, help="Also write an NWB file (units.nwb): units table and provenance.")
 @click.option("--sampling-frequency", type=float, help="Raw binary: sampling rate in Hz.")
 @click.option("--num-channels", type=int, help="Raw binary: number of interleaved channels.")
 @click.option("--dtype", help="Raw binary: sample type (int16, float32, ...).")
@@ -83,7 +85,7 @@ def main():
 @click.option("--ground-truth", type=click.Path(),
               help="With --report: a SpikeInterface sorting folder to compare with.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
-def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, resume,
+def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, resume, phy, nwb,
              sampling_frequency, num_channels, dtype, gain_to_uv, offset_to_uv, stream, mat_variable, with_report,
              ground_truth, verbose):
     """Sort the recording at INPUT into the folder given by -o."""
@@ -110,7 +112,8 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
         recording = open_recording(input_path, probe=probe, sampling_frequency_hz=sampling_frequency,
                                    num_channels=num_channels, dtype=dtype, gain_to_uv=gain_to_uv,
                                    offset_to_uv=offset_to_uv, stream=stream, mat_variable=mat_variable)
-        result = sort(recording, output, params, model_path=model_path, overwrite=overwrite, resume=resume)
+        result = sort(recording, output, params, model_path=model_path, overwrite=overwrite, resume=resume,
+                      phy=phy, nwb=nwb)
         page = None
         if with_report:
             from .report import build_report
@@ -219,3 +222,95 @@ def info_cmd():
             click.echo(f"cuda:{i}: {props.name}, {props.total_memory / 2**30:.1f} GiB")
     else:
         click.echo("cuda: not available (CPU only)")
+
+
+@main.command("install-si-hook")
+@click.option("--user", is_flag=True, help="Write into the user site-packages instead of the environment's.")
+@click.option("--site-dir", type=click.Path(file_okay=False), help="Write into this site directory instead.")
+@click.option("--remove", is_flag=True, help="Remove the hook instead of writing it.")
+def install_si_hook_cmd(user, site_dir, remove):
+    """Make every Python process of this environment register the crsae sorter.
+
+    SpikeInterface finds sorters by name in its own list, so a worker process that never imports
+    crsae_sort (joblib/loky, dask, containers, slurm scripts) cannot run run_sorter("crsae", ...).
+    This writes a one-line .pth file that imports crsae_sort (light: no torch) at start-up.
+    """
+    import site
+    import sysconfig
+
+    from ._register import PTH_LINE, PTH_NAME
+
+    if site_dir:
+        folder = Path(site_dir)
+    elif user:
+        folder = Path(site.getusersitepackages())
+    else:
+        folder = Path(sysconfig.get_paths()["purelib"])
+    path = folder / PTH_NAME
+    if remove:
+        if path.exists():
+            path.unlink()
+            click.echo(f"removed {path}")
+        else:
+            click.echo(f"no hook at {path}")
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(PTH_LINE)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}; try --user or --site-dir") from None
+    click.echo(f"wrote {path}")
+
+
+@main.command("batch")
+@click.argument("manifest", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Folder holding one subfolder per recording.")
+@click.option("--engine", type=click.Choice(["loop", "processpoolexecutor", "joblib", "dask", "slurm"]),
+              default="loop", show_default=True, help="SpikeInterface job engine; slurm writes an array script.")
+@click.option("-j", "--jobs", "n_jobs", type=int, default=1, show_default=True,
+              help="Parallel workers (processpoolexecutor, joblib, local dask).")
+@click.option("--scheduler", help="dask: address of a running scheduler (default: a local cluster of --jobs workers).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Parameter for every recording; repeatable.")
+@click.option("--params", "params_file", type=click.Path(), help="JSON file of parameters for every recording.")
+@click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
+              help="slurm: an #SBATCH option (partition=gpu, mem=32G, gres=gpu:1); repeatable.")
+@click.option("--no-submit", is_flag=True, help="slurm: write the script but do not call sbatch.")
+@click.option("--only", type=int, help="Sort only this manifest row (0-based); used by the SLURM array.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
+def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, slurm_args, no_submit, only, verbose):
+    """Sort every recording listed in MANIFEST (CSV or YAML) into OUTPUT/<name>/.
+
+    Columns: path (required), name, probe, stream, and any parameter name as a per-recording
+    override. One failure does not stop the others; finished recordings are skipped when the
+    batch is run again; a summary table ends the run (also in OUTPUT/batch_summary.csv).
+    """
+    _setup_console(verbose)
+    flat = _run_guarded(lambda: dict(_load_params_file(params_file), **_parse_sets(sets)))
+
+    if engine == "slurm":
+        def slurm():
+            from .batch import write_slurm_script
+
+            sbatch = _parse_sets(tuple(slurm_args))
+            return write_slurm_script(manifest, output, sets=flat, sbatch_args=sbatch, submit=not no_submit)
+
+        _, message = _run_guarded(slurm)
+        click.echo(message)
+        return
+
+    def run():
+        from .batch import run_batch
+
+        engine_kwargs = {"scheduler": scheduler} if scheduler else None
+        return run_batch(manifest, output, engine=engine, n_jobs=n_jobs, params=flat, engine_kwargs=engine_kwargs,
+                         only=only, verbose=verbose)
+
+    from .batch import format_table
+
+    rows = _run_guarded(run)
+    click.echo(format_table(rows))
+    failed = sum(r.status == "failed" for r in rows)
+    if failed:
+        click.echo(f"{failed} of {len(rows)} recording(s) failed; see each folder's spikeinterface_log.json "
+                   "and sorter_output/crsae.log", err=True)
+        raise SystemExit(1)

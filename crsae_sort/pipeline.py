@@ -19,7 +19,7 @@ import torch
 from . import export, outfolder
 from .device import describe_device, resolve_device
 from .errors import InputError
-from .infer import Spikes, detect_spikes
+from .infer import Spikes, detect_spikes, peak_offsets
 from .init_dictionary import initial_dictionary
 from .model import CRsAE, universal_lambda
 from .params import SortParams
@@ -49,13 +49,15 @@ class SortResult:
 
 def sort(recording, output_folder: str | Path | None = None, params: SortParams | dict | None = None, *,
          model_path: str | Path | None = None, overwrite: bool = False, resume: bool = False,
-         progress: bool | None = None) -> SortResult:
+         progress: bool | None = None, phy: bool = False, nwb: bool = False) -> SortResult:
     """Sort ``recording`` (a SpikeInterface recording with a probe) and write the outputs.
 
     ``params`` is a :class:`SortParams` or a flat dict of overrides (``crsae-sort params``);
     ``model_path`` reuses a trained ``model.pt`` instead of learning a dictionary; ``resume``
-    continues an interrupted run into the same ``output_folder`` from its last checkpoint.
-    Every input is checked before any heavy work; problems raise :class:`InputError`.
+    continues an interrupted run into the same ``output_folder`` from its last checkpoint;
+    ``phy`` and ``nwb`` add a Phy folder (``phy/``) and an NWB file (``units.nwb``), see
+    :mod:`crsae_sort.outputs`. Every input is checked before any heavy work; problems raise
+    :class:`InputError`.
     """
     if not isinstance(params, SortParams):
         params = SortParams.from_dict(params)
@@ -66,6 +68,10 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
         raise InputError(f"model {model_path} was trained on {trained[1]['n_channels']} channels but the "
                          f"recording has {recording.get_num_channels()}; train a new model")
     check_recording(recording, params)
+    if phy or nwb:
+        from .outputs import check_outputs_possible
+
+        check_outputs_possible(recording, output_folder, phy=phy, nwb=nwb)
     target = Path(output_folder).resolve() if output_folder is not None else None
     if target is not None:
         outfolder.check_target(target, overwrite=overwrite, resume=resume)
@@ -87,6 +93,7 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
         with log_to_file(partial / LOG_NAME, append=resume):
             try:
                 result = run(recording, params, device, trained, progress, partial, scan)
+                _write_extra_outputs(partial, result, recording, phy=phy, nwb=nwb)
             except InputError as exc:
                 logger.info("stopped: %s", exc)
                 raise
@@ -293,8 +300,10 @@ def _assemble(recording, pre, model: CRsAE, spikes: Spikes, params: SortParams, 
         labels.append(sel["unit_id"][order])
     sorting = NumpySorting.from_samples_and_labels(samples, labels, fs, unit_ids=keep_units)
     duration_s = sum(recording.get_num_samples(s) for s in range(recording.get_num_segments())) / fs
+    offsets = peak_offsets(model.dictionary) * pre.decimation  # template sample a spike time points at
     units = [dict(unit_id=int(u), num_spikes=int(counts[u]), firing_rate_hz=float(counts[u] / duration_s),
-                  lambda_=float(lam[u]), median_debiased_amplitude=float(a), peak_uv=float(np.abs(t).max()))
+                  lambda_=float(lam[u]), median_debiased_amplitude=float(a), peak_uv=float(np.abs(t).max()),
+                  peak_sample=int(offsets[u]))
              for u, a, t in zip(keep_units, median_amp, tpl)]
     summary = dict(units=units, num_spikes=int(len(table)), num_templates=int(len(counts)),
                    duration_s=duration_s, sampling_frequency_hz=fs, decimation=pre.decimation,
@@ -316,3 +325,12 @@ def _write(folder: Path, result: SortResult, recording, pre, info: dict) -> None
     export.write_json(folder / "params.json", result.params.to_dict())
     if result.training is not None:
         export.write_json(folder / "training.json", result.training.history)
+
+
+def _write_extra_outputs(folder: Path, result: SortResult, recording, *, phy: bool, nwb: bool) -> None:
+    from . import outputs
+
+    if phy:
+        outputs.export_phy(result, recording, folder / outputs.PHY_FOLDER)
+    if nwb:
+        outputs.export_nwb(result, recording, folder / outputs.NWB_FILE)

@@ -1,0 +1,214 @@
+"""Optional outputs for other tools: a Phy folder and an NWB file, from a finished sort.
+
+Both use *our learned templates* (``templates.npy``, µV), not templates re-averaged from the data.
+Called at the end of :func:`crsae_sort.sort` (``phy=True``, ``nwb=True``; ``--phy``, ``--nwb``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+PHY_FOLDER = "phy"
+NWB_FILE = "units.nwb"
+
+
+def check_outputs_possible(recording, output_folder, *, phy: bool, nwb: bool) -> None:
+    """Before any heavy work: can the requested outputs be written at all?"""
+    if output_folder is None:
+        raise InputError("phy=True and nwb=True need an output folder")
+    if phy and recording.get_num_segments() != 1:
+        raise InputError(f"Phy needs a one-segment recording, this one has {recording.get_num_segments()}; "
+                         "sort spikeinterface.concatenate_recordings([...]) or leave out --phy")
+    if nwb:
+        import importlib.util
+
+        if importlib.util.find_spec("pynwb") is None:
+            raise InputError("--nwb needs pynwb: pip install 'crsae-sort[nwb]' (or pip install pynwb)")
+
+
+def aligned_templates(templates_uv: np.ndarray, peak_samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """Shift each template so that its spike-time sample lands on a common ``nbefore``.
+
+    ``templates_uv`` ``(U, S, M)``; ``peak_samples`` ``(U,)`` is, per unit, the template sample that
+    the reported spike time points at. Returns ``(U, S', M)`` and ``nbefore`` (SpikeInterface and
+    Phy expect one ``nbefore`` for all units).
+    """
+    n_units, n_samples, n_channels = templates_uv.shape
+    peak_samples = np.asarray(peak_samples, dtype=np.int64)
+    if n_units == 0:
+        return templates_uv, 0
+    nbefore = int(peak_samples.max())
+    nafter = int((n_samples - peak_samples).max())
+    out = np.zeros((n_units, nbefore + nafter, n_channels), dtype=np.float32)
+    for u, (tpl, peak) in enumerate(zip(templates_uv, peak_samples)):
+        start = nbefore - peak
+        out[u, start: start + n_samples] = tpl
+    return out, nbefore
+
+
+def spike_peak_samples(result) -> np.ndarray:
+    """Per kept unit, the sample of its µV template that spike times point at."""
+    by_id = {u["unit_id"]: u for u in result.summary["units"]}
+    return np.array([by_id[int(u)]["peak_sample"] for u in result.sorting.unit_ids], dtype=np.int64)
+
+
+def export_phy(result, recording, folder: Path, *, copy_binary: bool = True) -> Path:
+    """Phy template-gui folder from ``result`` via SpikeInterface's ``export_to_phy``.
+
+    The analyzer's ``templates`` extension holds our learned templates (aligned to the spike
+    times), so Phy's templates, amplitudes and similarity come from the model. Read back with
+    ``spikeinterface.extractors.read_phy`` before returning.
+    """
+    from spikeinterface.core import create_sorting_analyzer
+    from spikeinterface.core.analyzer_extension_core import ComputeTemplates
+    from spikeinterface.exporters import export_to_phy
+
+    check_outputs_possible(recording, folder, phy=True, nwb=False)
+    folder = Path(folder)
+    templates, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
+    fs = recording.get_sampling_frequency()
+    sorting = result.sorting
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not serializable.*")
+        analyzer = create_sorting_analyzer(sorting, recording, sparse=False, format="memory")
+        analyzer.compute("random_spikes", verbose=False)
+        ext = ComputeTemplates(analyzer)
+        ext.params = dict(ms_before=nbefore * 1000.0 / fs, ms_after=(templates.shape[1] - nbefore) * 1000.0 / fs,
+                          operators=["average"])
+        ext.data["average"] = templates
+        ext.run_info["run_completed"] = True
+        ext.run_info["runtime_s"] = 0.0
+        analyzer.extensions["templates"] = ext
+        export_to_phy(analyzer, folder, compute_pc_features=False, compute_amplitudes=True, copy_binary=copy_binary,
+                      remove_if_exists=True, use_relative_path=True, verbose=False, n_jobs=1, progress_bar=False)
+    _check_phy(folder, sorting)
+    logger.info("Phy folder written: %d units (open with `phy template-gui %s/params.py`)",
+                len(sorting.unit_ids), folder.name)
+    return folder
+
+
+def _check_phy(folder: Path, sorting) -> None:
+    """Read the Phy folder back with SpikeInterface (and phylib when installed); compare spike counts."""
+    from spikeinterface.extractors import read_phy
+
+    back = read_phy(folder)
+    counts = sorted(len(back.get_unit_spike_train(u)) for u in back.unit_ids)
+    expected = sorted(len(sorting.get_unit_spike_train(u)) for u in sorting.unit_ids if
+                      len(sorting.get_unit_spike_train(u)))
+    if counts != expected:
+        raise RuntimeError(f"Phy folder {folder} reads back with spike counts {counts}, expected {expected}")
+    try:
+        from phylib.io.model import load_model
+    except ImportError:
+        return
+    model = load_model(folder / "params.py")
+    try:
+        if model.n_templates != len(expected) or model.n_spikes != sum(expected):
+            raise RuntimeError(f"phylib reads {folder} as {model.n_templates} templates and {model.n_spikes} "
+                               f"spikes, expected {len(expected)} and {sum(expected)}")
+    finally:
+        model.close()
+
+
+def export_nwb(result, recording, path: Path, *, session_description: str = "crsae-sort spike sorting") -> Path:
+    """NWB file with the electrodes and a units table: spike times (s), waveform means (µV,
+    ``(units, samples, channels)``), electrodes, spike counts and λ; the parameters and versions are
+    stored as provenance (``scratch/crsae_sort_provenance``, JSON). Read back with pynwb.
+    Waveforms are in volts, as NWB requires (``templates.npy`` holds the same in µV)."""
+    from datetime import datetime, timezone
+    from uuid import uuid4
+
+    try:
+        from pynwb import NWBHDF5IO, NWBFile
+        from pynwb.core import ScratchData
+        from pynwb.misc import Units
+    except ImportError as exc:
+        raise InputError("--nwb needs pynwb: pip install 'crsae-sort[nwb]' (or pip install pynwb)") from exc
+    from . import __version__
+    from .runlog import versions
+
+    path = Path(path)
+    fs = recording.get_sampling_frequency()
+    nwb = NWBFile(session_description=session_description, identifier=str(uuid4()),
+                  session_start_time=datetime.now(timezone.utc).astimezone(),
+                  source_script=f"crsae-sort {__version__}", source_script_file_name="crsae_sort")
+    device = nwb.create_device(name="probe", description="recording probe")
+    locations = _channel_locations(recording)
+    groups = {}
+    for g in sorted(set(_channel_groups(recording))):
+        groups[g] = nwb.create_electrode_group(name=f"group{g}", description=f"channel group {g}",
+                                               location="unknown", device=device)
+    nwb.add_electrode_column(name="channel_id", description="SpikeInterface channel id")
+    for ch, (x, y), g in zip(recording.channel_ids, locations, _channel_groups(recording)):
+        nwb.add_electrode(group=groups[g], location="unknown", rel_x=float(x), rel_y=float(y),
+                          channel_id=str(ch))
+    region = list(range(recording.get_num_channels()))
+    nwb.units = Units(name="units", description=f"units sorted by crsae-sort {__version__}; waveform_mean is the "
+                      "learned template (band-passed, volts)", waveform_rate=fs, resolution=1.0 / fs,
+                      electrode_table=nwb.electrodes)
+    nwb.add_unit_column(name="crsae_unit_id", description="crsae-sort unit id (template index)")
+    nwb.add_unit_column(name="lambda_", description="learned sparsity weight λ of the template")
+    by_id = {u["unit_id"]: u for u in result.summary["units"]}
+    offsets = _segment_offsets_s(recording)
+    for i, unit_id in enumerate(result.sorting.unit_ids):
+        times = np.concatenate([result.sorting.get_unit_spike_train(unit_id, segment_index=s) / fs + offsets[s]
+                                for s in range(recording.get_num_segments())])
+        nwb.add_unit(spike_times=np.sort(times), waveform_mean=result.templates_uv[i].astype(np.float64) * 1e-6,
+                     electrodes=region, crsae_unit_id=int(unit_id), lambda_=float(by_id[int(unit_id)]["lambda_"]))
+    provenance = dict(crsae_sort=__version__, versions=versions(), params=result.params.to_dict(),
+                      summary={k: v for k, v in result.summary.items() if k != "units"})
+    nwb.add_scratch(ScratchData(name="crsae_sort_provenance", data=json.dumps(provenance, default=str),
+                                description="crsae-sort parameters, versions and run summary (JSON)"))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    _check_nwb(path, result)
+    logger.info("NWB file %s written: %d units", path.name, len(result.sorting.unit_ids))
+    return path
+
+
+def _check_nwb(path: Path, result) -> None:
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(path), "r") as io:
+        units = io.read().units
+        n = len(units)
+        counts = [len(units.get_unit_spike_times(i)) for i in range(n)]
+    sorting = result.sorting
+    expected = [sum(len(sorting.get_unit_spike_train(u, segment_index=s)) for s in range(sorting.get_num_segments()))
+                for u in sorting.unit_ids]
+    if counts != expected:
+        raise RuntimeError(f"NWB file {path} reads back with {n} units / spike counts {counts}; expected "
+                           f"{len(result.sorting.unit_ids)} / {expected}")
+
+
+def _channel_locations(recording) -> np.ndarray:
+    if recording.has_probe() or "location" in recording.get_property_keys():
+        locs = np.asarray(recording.get_channel_locations(), dtype=np.float64)
+        return locs[:, :2] if locs.shape[1] >= 2 else np.c_[locs, np.zeros(len(locs))]
+    return np.zeros((recording.get_num_channels(), 2))
+
+
+def _channel_groups(recording) -> list[int]:
+    groups = recording.get_channel_groups() if "group" in recording.get_property_keys() else None
+    return [int(g) for g in groups] if groups is not None else [0] * recording.get_num_channels()
+
+
+def _segment_offsets_s(recording) -> list[float]:
+    """Start time of each segment in one NWB timeline: each segment's own start if it has one,
+    else segments laid end to end."""
+    fs = recording.get_sampling_frequency()
+    offsets, end = [], 0.0
+    for s in range(recording.get_num_segments()):
+        t0 = recording.get_start_time(segment_index=s) if hasattr(recording, "get_start_time") else 0.0
+        start = max(float(t0), end)
+        offsets.append(start)
+        end = start + recording.get_num_samples(s) / fs
+    return offsets

@@ -1,0 +1,130 @@
+"""Phy folder and NWB file: written from our learned templates, read back by other tools."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+FAST = dict(max_epochs=1, n_windows=32, batch_size=16, n_iterations=10, init_duration_s=6.0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    import spikeinterface as si
+    from spikeinterface.core import generate_ground_truth_recording
+
+    from crsae_sort import sort
+
+    base = tmp_path_factory.mktemp("outputs")
+    rec, _ = generate_ground_truth_recording(num_channels=4, durations=[6.0], seed=1)
+    rec.save(folder=base / "rec", n_jobs=1, progress_bar=False)
+    rec = si.load(base / "rec")
+    result = sort(rec, base / "out", FAST, phy=True, nwb=True, progress=False)
+    return rec, result, base
+
+
+def test_phy_folder_holds_our_templates_and_spikes(exported):
+    from spikeinterface.extractors import read_phy
+
+    from crsae_sort.outputs import aligned_templates, spike_peak_samples
+
+    rec, result, base = exported
+    phy = base / "out" / "phy"
+    assert (phy / "params.py").is_file() and (phy / "recording.dat").is_file()
+    assert "dat_path = r'recording.dat'" in (phy / "params.py").read_text()  # survives moving the folder
+    back = read_phy(phy)  # restores our unit ids from cluster_si_unit_ids.tsv
+    assert sorted(back.unit_ids) == sorted(result.sorting.unit_ids)
+    for unit in result.sorting.unit_ids:
+        np.testing.assert_array_equal(back.get_unit_spike_train(unit), result.sorting.get_unit_spike_train(unit))
+    expected, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
+    np.testing.assert_allclose(np.load(phy / "templates.npy"), expected, rtol=1e-5, atol=1e-4)
+    assert np.load(phy / "amplitudes.npy").shape[0] == len(result.spikes)
+
+
+def test_aligned_template_peak_sits_where_the_spike_times_point(exported):
+    """Average the band-passed data at the reported spike times: its peak lands on ``nbefore``."""
+    from spikeinterface.preprocessing import bandpass_filter
+
+    from crsae_sort.outputs import aligned_templates, spike_peak_samples
+
+    rec, result, _ = exported
+    templates, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
+    traces = bandpass_filter(rec, freq_min=300, freq_max=6000).get_traces(return_in_uV=True)
+    n = templates.shape[1]
+    checked = 0
+    for i, unit in enumerate(result.sorting.unit_ids):
+        times = result.sorting.get_unit_spike_train(unit)
+        times = times[(times >= nbefore) & (times < len(traces) - n)]
+        if len(times) < 30:
+            continue
+        mean = np.mean([traces[t - nbefore: t - nbefore + n] for t in times], axis=0)
+        chan = np.abs(templates[i]).max(axis=0).argmax()
+        assert abs(int(np.abs(mean[:, chan]).argmax()) - nbefore) <= 3
+        checked += 1
+    assert checked >= 2
+
+
+def test_phylib_reads_the_phy_folder(exported):
+    pytest.importorskip("phylib")
+    from phylib.io.model import load_model
+
+    _, result, base = exported
+    model = load_model(base / "out" / "phy" / "params.py")
+    try:
+        assert model.n_templates == len(result.sorting.unit_ids)
+        assert model.n_spikes == len(result.spikes)
+        assert model.n_channels == 4
+    finally:
+        model.close()
+
+
+def test_nwb_units_table_reads_back(exported):
+    from pynwb import NWBHDF5IO
+
+    rec, result, base = exported
+    fs = rec.get_sampling_frequency()
+    with NWBHDF5IO(str(base / "out" / "units.nwb"), "r") as io:
+        nwb = io.read()
+        units = nwb.units
+        assert len(units) == len(result.sorting.unit_ids)
+        assert len(nwb.electrodes) == 4
+        for i, unit in enumerate(result.sorting.unit_ids):
+            np.testing.assert_allclose(units.get_unit_spike_times(i), result.sorting.get_unit_spike_train(unit) / fs)
+            assert units["crsae_unit_id"][i] == unit
+            np.testing.assert_allclose(units["waveform_mean"][i], result.templates_uv[i] * 1e-6, rtol=1e-6)
+            assert list(units["electrodes"][i].index) == [0, 1, 2, 3]
+        assert units.waveform_rate == fs and units.waveform_unit == "volts"
+        provenance = json.loads(nwb.scratch["crsae_sort_provenance"].data)
+        assert provenance["params"] == result.params.to_dict()
+        assert provenance["versions"]["spikeinterface"] and provenance["crsae_sort"]
+        assert nwb.source_script.startswith("crsae-sort")
+
+
+def test_cli_phy_and_nwb_flags(exported, tmp_path):
+    from crsae_sort.cli import main
+
+    rec, result, base = exported
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(main, ["sort", str(base / "rec"), "-o", str(out), "--model",
+                                    str(base / "out" / "model.pt"), "--phy", "--nwb"])
+    assert res.exit_code == 0, res.output
+    assert (out / "phy" / "params.py").is_file() and (out / "units.nwb").is_file()
+
+
+def test_phy_without_an_output_folder_is_an_input_error(exported):
+    from crsae_sort import InputError, sort
+
+    rec = exported[0]
+    with pytest.raises(InputError, match="need an output folder"):
+        sort(rec, None, FAST, phy=True)
+
+
+def test_phy_on_two_segments_fails_before_sorting(exported, tmp_path):
+    from spikeinterface import append_recordings
+
+    from crsae_sort import InputError, sort
+
+    rec = exported[0]
+    with pytest.raises(InputError, match="one-segment"):
+        sort(append_recordings([rec, rec]), tmp_path / "o", FAST, phy=True)
+    assert not (tmp_path / "o").exists()
