@@ -48,6 +48,10 @@ def build_report(output_folder: str | Path, *, recording=None, ground_truth=None
     from .preprocess import preprocess
 
     folder = Path(output_folder).resolve()
+    groups = sorted(p.name for p in folder.glob("group_*") if p.is_dir())
+    if groups and not (folder / "model.pt").exists():
+        raise InputError(f"{folder} holds channel groups sorted apart ({', '.join(groups)}); report one group at a "
+                         f"time: crsae-sort report {folder / groups[0]}")
     missing = [name for name in _REQUIRED if not (folder / name).exists()]
     if not folder.is_dir() or missing:
         raise InputError(f"{folder} is not a crsae-sort output folder (missing {', '.join(missing) or 'folder'}); "
