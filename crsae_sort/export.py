@@ -40,6 +40,19 @@ def spikes_table(sample_index, segment_index, unit_id, amplitude, amplitude_uv) 
     return table
 
 
+def sorting_from_table(table: np.ndarray, n_segments: int, sampling_frequency_hz: float, unit_ids):
+    """A SpikeInterface ``NumpySorting`` from a spikes table (times sorted within each segment)."""
+    from spikeinterface.core import NumpySorting
+
+    samples, labels = [], []
+    for seg in range(n_segments):
+        sel = table[table["segment_index"] == seg]
+        order = np.lexsort((sel["unit_id"], sel["sample_index"]))
+        samples.append(sel["sample_index"][order])
+        labels.append(sel["unit_id"][order])
+    return NumpySorting.from_samples_and_labels(samples, labels, sampling_frequency_hz, unit_ids=unit_ids)
+
+
 def save_sorting(sorting, folder: Path) -> None:
     """SpikeInterface sorting folder (``spikeinterface.load`` reads it back)."""
     import warnings

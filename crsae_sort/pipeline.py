@@ -176,8 +176,6 @@ def _sort_groups(recording, params: SortParams, device: torch.device, trained, p
     top level holds the aggregated sorting, with unit ids numbered across groups and each
     unit's group and template recorded in ``summary.json``.
     """
-    from spikeinterface.core import NumpySorting
-
     parts = {}
     for group, sub in sorted(recording.split_by("group").items(), key=lambda kv: str(kv[0])):
         logger.info("channel group %s: %d channels", group, sub.get_num_channels())
@@ -206,13 +204,7 @@ def _sort_groups(recording, params: SortParams, device: torch.device, trained, p
         offset += len(ids)
     table = np.concatenate(tables)
     fs = recording.get_sampling_frequency()
-    samples, labels = [], []
-    for seg in range(recording.get_num_segments()):
-        sel = table[table["segment_index"] == seg]
-        order = np.lexsort((sel["unit_id"], sel["sample_index"]))
-        samples.append(sel["sample_index"][order])
-        labels.append(sel["unit_id"][order])
-    sorting = NumpySorting.from_samples_and_labels(samples, labels, fs, unit_ids=np.arange(offset))
+    sorting = export.sorting_from_table(table, recording.get_num_segments(), fs, np.arange(offset))
     first = next(iter(parts.values()))
     seconds = {k: sum(p.summary["seconds"][k] for p in parts.values()) for k in first.summary["seconds"]}
     summary = dict(units=units, num_spikes=int(len(table)), groups={str(g): len(p.sorting.unit_ids)
@@ -270,8 +262,6 @@ def _build_and_train(pre, init, params: SortParams, device: torch.device, progre
 
 
 def _assemble(recording, pre, model: CRsAE, spikes: Spikes, params: SortParams, training, device) -> SortResult:
-    from spikeinterface.core import NumpySorting
-
     counts = np.bincount(spikes.unit_index, minlength=model.dictionary.shape[0])
     keep_units = np.flatnonzero(counts >= max(params.inference.min_spikes, 1))
     dropped = sorted(set(range(len(counts))) - set(keep_units.tolist()))
@@ -292,13 +282,7 @@ def _assemble(recording, pre, model: CRsAE, spikes: Spikes, params: SortParams, 
     table = export.spikes_table(sample_index, spikes.segment_index, spikes.unit_index, spikes.amplitude,
                                 debiased * lookup[spikes.unit_index])
     fs = recording.get_sampling_frequency()
-    samples, labels = [], []
-    for seg in range(recording.get_num_segments()):
-        sel = table[table["segment_index"] == seg]
-        order = np.lexsort((sel["unit_id"], sel["sample_index"]))
-        samples.append(sel["sample_index"][order])
-        labels.append(sel["unit_id"][order])
-    sorting = NumpySorting.from_samples_and_labels(samples, labels, fs, unit_ids=keep_units)
+    sorting = export.sorting_from_table(table, recording.get_num_segments(), fs, keep_units)
     duration_s = sum(recording.get_num_samples(s) for s in range(recording.get_num_segments())) / fs
     offsets = peak_offsets(model.dictionary) * pre.decimation  # template sample a spike time points at
     units = [dict(unit_id=int(u), num_spikes=int(counts[u]), firing_rate_hz=float(counts[u] / duration_s),
