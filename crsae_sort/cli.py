@@ -243,6 +243,9 @@ def install_si_hook_cmd(user, site_dir, remove):
     if site_dir:
         folder = Path(site_dir)
     elif user:
+        if not site.ENABLE_USER_SITE:
+            raise click.ClickException("user site-packages are disabled here (a virtual environment, or python -s): "
+                                       "run without --user to install the hook into this environment")
         folder = Path(site.getusersitepackages())
     else:
         folder = Path(sysconfig.get_paths()["purelib"])

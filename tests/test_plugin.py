@@ -203,6 +203,10 @@ LOKY_JOB = """
 def test_literal_name_in_fresh_loky_worker_needs_the_hook(short_rec_folder, tmp_path):
     """A process tree that never imports crsae_sort: a literal "crsae" fails without the .pth hook,
     and works once ``crsae-sort install-si-hook --user`` has written it (a scratch user site)."""
+    import site
+
+    if not site.ENABLE_USER_SITE:
+        pytest.skip("user site-packages are disabled (virtual environment): the --user hook cannot apply")
     code = LOKY_JOB.format(rec=str(short_rec_folder), folder=str(tmp_path / "o"), params=FAST)
     env = _env(PYTHONUSERBASE=str(tmp_path / "userbase"))
     before = _python(code, env)
