@@ -56,6 +56,9 @@ def make_recording(folder: Path, duration_s: float, seed: int = 1):
 
 
 def run_once(rec_folder: Path, gt_folder: Path, out: Path) -> dict:
+    import shutil
+
+    shutil.rmtree(out.parent / f".{out.name}.partial", ignore_errors=True)  # left by an interrupted benchmark
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.run([sys.executable, "-c", CHILD, str(rec_folder), str(out), str(gt_folder)],
                           capture_output=True, text=True, env=env, check=True)
