@@ -177,7 +177,8 @@ def _sort_groups(recording, params: SortParams, device: torch.device, trained, p
     unit's group and template recorded in ``summary.json``.
     """
     parts = {}
-    for group, sub in sorted(recording.split_by("group").items(), key=lambda kv: str(kv[0])):
+    by_group = dict(sorted(recording.split_by("group").items(), key=lambda kv: str(kv[0])))
+    for group, sub in by_group.items():
         logger.info("channel group %s: %d channels", group, sub.get_num_channels())
         sub_folder = folder / f"group_{group}" if folder is not None else None
         if sub_folder is not None:
@@ -195,7 +196,7 @@ def _sort_groups(recording, params: SortParams, device: torch.device, trained, p
         table = part.spikes.copy()
         table["unit_id"] = remap[table["unit_id"]]
         tables.append(table)
-        cols = [channel_index[c] for c in recording.split_by("group")[group].channel_ids]
+        cols = [channel_index[c] for c in by_group[group].channel_ids]
         full = np.zeros((len(ids), part.templates_uv.shape[1], recording.get_num_channels()), np.float32)
         full[:, :, cols] = part.templates_uv
         templates.append(full)

@@ -26,6 +26,15 @@ def gt_tetrode():
 
 
 @pytest.fixture(scope="session")
+def saved_tetrode_10s(tmp_path_factory, gt_tetrode):
+    """The first 10 s of the ground-truth tetrode, saved as a SpikeInterface binary folder."""
+    recording, _ = gt_tetrode
+    folder = tmp_path_factory.mktemp("rec") / "tetrode_10s"
+    recording.frame_slice(0, 300000).save(folder=folder, n_jobs=1, progress_bar=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def sorted_demo(tmp_path_factory, gt_tetrode):
     """One full sort of the ground-truth tetrode, shared by the tests that read its outputs."""
     from crsae_sort import sort

@@ -8,12 +8,9 @@ from click.testing import CliRunner
 from crsae_sort.cli import main
 
 
-@pytest.fixture(scope="module")
-def saved_tetrode(tmp_path_factory, gt_tetrode):
-    recording, gt_sorting = gt_tetrode
-    folder = tmp_path_factory.mktemp("rec") / "tetrode"
-    recording.frame_slice(0, 300000).save(folder=folder, n_jobs=1, progress_bar=False)
-    return folder
+@pytest.fixture
+def saved_tetrode(saved_tetrode_10s):
+    return saved_tetrode_10s
 
 
 def test_params_lists_every_parameter_and_json_round_trips():

@@ -18,12 +18,9 @@ RESUME_PARAMS = {"max_epochs": 6, "eval_every": 2, "patience": 1000, "n_windows"
                  "init_duration_s": 10.0, "n_iterations": 20}
 
 
-@pytest.fixture(scope="module")
-def short_folder(tmp_path_factory, gt_tetrode):
-    recording, _ = gt_tetrode
-    folder = tmp_path_factory.mktemp("rec") / "short"
-    recording.frame_slice(0, 300000).save(folder=folder, n_jobs=1, progress_bar=False)
-    return folder
+@pytest.fixture
+def short_folder(saved_tetrode_10s):
+    return saved_tetrode_10s
 
 
 def test_killed_run_resumes_to_the_same_spikes(short_folder, tmp_path):
