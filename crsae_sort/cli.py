@@ -317,3 +317,33 @@ def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, sl
         click.echo(f"{failed} of {len(rows)} recording(s) failed; see each folder's spikeinterface_log.json "
                    "and sorter_output/crsae.log", err=True)
         raise SystemExit(1)
+
+
+@main.group("bench")
+def bench_group():
+    """Benchmarks of the method itself (see docs/benchmarks.md)."""
+
+
+@bench_group.command("convex")
+@click.option("-o", "--output", type=click.Path(), default="crsae_bench_convex", show_default=True,
+              help="Folder for problem.npz, results.json, table.md and cost_memory.png.")
+@click.option("--plan", "plan_name", type=click.Choice(["tiny", "quick", "full"]), default="quick", show_default=True,
+              help="tiny: 2 lengths, 1 repeat (a smoke test); quick: 0.01-1 s (CBP to 0.1 s); full: 0.01-3 s, "
+                   "the encoder to 100 s.")
+@click.option("--methods", help=f"Comma-separated subset of: {', '.join(('crsae', 'crsae-dense', 'fista', 'admm', 'cbp'))}.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
+def bench_convex_cmd(output, plan_name, methods, verbose):
+    """The CRsAE encoder against convex solvers (FISTA, SPORCO ADMM, CBP via cvxpy) on one problem."""
+    _setup_console(verbose)
+
+    def run():
+        from .bench_convex import describe, plot, run, table
+
+        folder = Path(output)
+        rows = run(folder, plan_name, tuple(m.strip() for m in methods.split(",")) if methods else None)
+        text = describe(plan_name) + "\n\n" + table(rows) + "\n"
+        (folder / "table.md").write_text(text)
+        plot(rows, folder / "cost_memory.png")
+        return text
+
+    click.echo(_run_guarded(run))
