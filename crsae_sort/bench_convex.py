@@ -10,9 +10,10 @@ of ``convex.py``. Every method then encodes the first ``length_s`` seconds of th
 * ``cbp``: continuous basis pursuit, an SOCP per window through cvxpy (Clarabel).
 
 Each (method, length) runs in its own process: one untimed warm-up on a short slice, then
-``repeats`` timed solves; the peak of the process's own memory (RssAnon) during the timed
-solves, above what it held before them, is its working memory (input traces excluded, output
-codes included). Codes become spikes by the sorter's read-out (local maxima, the amplitude
+``repeats`` timed solves. Working memory is the peak of the process's own memory (RssAnon)
+above what it held before (the input traces excluded): for the convex solvers during the timed
+solves (they hold the whole problem and its codes); for the CRsAE encoder during one more pass
+run as the sorter runs it, each chunk's codes read out into spikes and dropped. Codes become spikes by the sorter's read-out (local maxima, the amplitude
 floor), scored against the ground truth with SpikeInterface.
 """
 from __future__ import annotations
@@ -95,12 +96,16 @@ def save_problem(folder: Path, recording, gt_sorting, model, params) -> Path:
 
 # --- the worker: one method, one length, in its own process -----------------------------
 
-def _solve(method: str, p, y: np.ndarray, plan: BenchPlan):
-    """Codes ``(C, N - K + 1)`` of ``y`` by ``method``, and its own objective for CBP (else None)."""
+def _solve(method: str, p, y: np.ndarray, plan: BenchPlan, keep_codes: bool = True):
+    """Codes ``(C, N - K + 1)`` of ``y`` by ``method``, CBP's own objective (else None), iterations.
+
+    ``keep_codes=False`` (CRsAE only) runs the encoder as the sorter does: each chunk's codes are
+    read out into spikes and dropped, so nothing of the size of the recording is held.
+    """
     import torch
 
     from . import convex
-    from .infer import encode_screened
+    from .infer import encode_screened, read_out
     from .model import CRsAE
 
     if method in ("crsae", "crsae-dense"):
@@ -110,13 +115,16 @@ def _solve(method: str, p, y: np.ndarray, plan: BenchPlan):
         n_codes = y.shape[-1] - k + 1
         chunk = int(float(p["chunk_s"]) * float(p["fs"]) / int(p["decimation"]))
         margin = 8 * k
-        z = np.zeros((model.dictionary.shape[0], n_codes), np.float32)
+        z = np.zeros((model.dictionary.shape[0], n_codes), np.float32) if keep_codes else None
         with torch.no_grad():
             for start in range(0, n_codes, chunk):
                 end = min(start + chunk, n_codes)
                 lo, hi = max(0, start - margin), min(y.shape[-1], end + margin + k - 1)
-                codes = encode_screened(model, torch.from_numpy(y[:, lo:hi]), screen)
-                z[:, start:end] = codes[:, start - lo: end - lo].numpy()
+                codes = encode_screened(model, torch.from_numpy(y[:, lo:hi]), screen)[:, start - lo: end - lo]
+                if keep_codes:
+                    z[:, start:end] = codes.numpy()
+                else:
+                    read_out(codes, 1)
         return z, None, model.n_iter
     d, lam = p["dictionary"].astype(np.float64), p["lam"].astype(np.float64)
     if method == "fista":
@@ -170,6 +178,14 @@ def worker(problem: Path, method: str, length_s: float, plan: BenchPlan) -> dict
         t0 = time.perf_counter()
         z, own_objective, n_iter = _solve(method, p, y, plan)
         times.append(time.perf_counter() - t0)
+    if method in ("crsae", "crsae-dense"):  # working memory as in the sorter: spikes kept, codes dropped
+        stop.set()
+        thread.join()
+        base = _rss_anon_mb()
+        peak, stop = [base], threading.Event()
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        _solve(method, p, y, plan, keep_codes=False)
     stop.set()
     thread.join()
     d, lam = p["dictionary"].astype(np.float64), p["lam"].astype(np.float64)
@@ -320,6 +336,24 @@ def describe(plan_name: str) -> str:
             f"{plan.fista_tol:g}; ADMM at SPORCO relative residual {plan.admm_tol:g}; CBP: windows where a "
             f"channel exceeds {plan.cbp_threshold:g} noise SDs, grid spacing 2 samples, Clarabel, "
             f"{plan.cbp_reweights} re-weightings. Speedup = method's median / crsae's median at the same length.")
+
+
+def headline(rows: list[dict]) -> str:
+    """One line per other method: its time over crsae's at the longest length both ran."""
+    lines = []
+    for method in ("crsae-dense",) + CONVEX:
+        both = [(r["length_s"], r) for r in rows if r["method"] == method and "median_s" in r]
+        ours = {r["length_s"]: r for r in rows if r["method"] == "crsae" and "median_s" in r}
+        common = [(length, r) for length, r in both if length in ours]
+        if not common:
+            continue
+        length, r = max(common, key=lambda x: x[0])
+        o = ours[length]
+        acc = (f"; accuracy {o['accuracy']:.3f} (crsae) vs {r['accuracy']:.3f}" if "accuracy" in o and "accuracy" in r
+               else "")
+        lines.append(f"- {method} takes {r['median_s'] / o['median_s']:.3g}x the time of crsae on {length:g} s "
+                     f"of recording ({r['median_s']:.3g} s vs {o['median_s']:.3g} s){acc}")
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -90,3 +90,15 @@ def test_bench_convex_refuses_unknown_method(tmp_path):
 
     with pytest.raises(InputError, match="unknown method"):
         run(tmp_path, "tiny", ("crsae", "lars"))
+
+
+def test_cli_bench_convex_refuses_unknown_method_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from crsae_sort.cli import main
+
+    out = tmp_path / "bench"
+    res = CliRunner().invoke(main, ["bench", "convex", "-o", str(out), "--methods", "crsae,lars"])
+    assert res.exit_code == 1
+    assert "unknown method(s) ['lars']" in res.output
+    assert not (out / "problem.npz").exists()
