@@ -242,6 +242,7 @@ def plot(cases: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     cases = [c for c in cases if not c.get("error")]
     if not cases:
@@ -257,7 +258,12 @@ def plot(cases: list[dict], path: Path) -> None:
         ax.set(xscale="log", ylim=(0, 1.05), xlabel="wall time (s, log)", ylabel="mean accuracy over GT units",
                title=f"{case['case']}, {case['duration_s']:g} s" + (f"\nfailed: {', '.join(failed)}" if failed else ""))
         ax.axvline(case["duration_s"], color="gray", ls=":", lw=1)
-        ax.text(case["duration_s"], 1.0, " real time", color="gray", fontsize=8, va="top")
+        ax.text(case["duration_s"], 0.02, " real time", color="gray", fontsize=8)
+        ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)],
+                      labels=[f"{t:g}" for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        walls = [r["wall_s"] for r in case["results"] if r["status"] == "ok"] + [case["duration_s"]]
+        ax.set_xlim(min(walls) / 1.5, max(walls) * 1.5)
         ax.grid(alpha=0.3)
     handles = {h.get_label(): h for ax in axes[0] for h in ax.collections}
     fig.legend([handles[k] for k in SORTERS if k in handles], [k for k in SORTERS if k in handles],
@@ -273,7 +279,8 @@ def write_doc(report: dict, cases: list[dict]) -> None:
     text = "\n".join([
         f"Hardware: {report['hardware']}. Load average (1 min) {report['load_before']:.2f} before, "
         f"{report['load_after']:.2f} after (the machine may be shared). Mode: {report['mode']}; command: "
-        f"`{report['command']}`; {report['total_s'] / 60:.1f} min in all.", "",
+        f"`{report['command']}`; {report['total_s'] / 60:.1f} min in all"
+        + (f"; table rewritten by `{report['rendered_by']}`." if report.get("rendered_by") else "."), "",
         f"Every sorter: `run_sorter(name, recording, folder=..., remove_existing_folder=True)` with its defaults, "
         f"each in a fresh process, on the same binary folder; SpikeInterface's global `n_jobs` and the "
         f"torch/BLAS/numba threads set to {report['threads']}. Parameters changed from defaults: {changed}. "
@@ -297,6 +304,15 @@ def write_doc(report: dict, cases: list[dict]) -> None:
     DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
+def publish(report: dict, work: Path) -> None:
+    """Results JSON, plot and table into docs/."""
+    DOC_JSON.write_text(json.dumps(report, indent=1))
+    if (work / DOC_PNG.name).exists():
+        DOC_PNG.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / DOC_PNG.name, DOC_PNG)
+    write_doc(report, report["cases"])
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help=f"cases {FULL['cases']}, {FULL['duration_s']:g} s each")
@@ -308,7 +324,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="a sorter running longer is reported failed")
     ap.add_argument("--workdir", type=Path, default=None, help="recordings and sorter folders (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="results only in the workdir; leave docs/ alone")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="rewrite the docs from a saved benchmarks_sorters.json without sorting again")
     args = ap.parse_args(argv)
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        report["rendered_by"] = f"python scripts/benchmark_sorters.py --from-json {args.from_json}"
+        plot(report["cases"], args.from_json.parent / DOC_PNG.name)
+        publish(report, args.from_json.parent)
+        return report
     mode = "tiny" if args.tiny else "full" if args.full else "quick"
     preset = dict(tiny=TINY, full=FULL, quick=QUICK)[mode]
     cases = args.cases or preset["cases"]
@@ -342,10 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
     plot(report["cases"], work / DOC_PNG.name)
     print("\n".join(line for case in report["cases"] for line in case_markdown(case)))
     if not args.no_doc:
-        DOC_JSON.write_text(json.dumps(report, indent=1))
-        if (work / DOC_PNG.name).exists():
-            shutil.copyfile(work / DOC_PNG.name, DOC_PNG)
-        write_doc(report, report["cases"])
+        publish(report, work)
     print(f"results in {work}; {report['total_s']:.0f} s in all", flush=True)
     return report
 
