@@ -1,0 +1,57 @@
+"""scripts/benchmark_sorters.py --tiny: a 3-s ground-truth tetrode sorted by crsae through run_sorter."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_sorters.py"
+
+for module in ("spikeinterface.sorters", "spikeinterface.comparison", "spikeinterface.metrics", "probeinterface",
+               "matplotlib"):
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        pytest.skip(f"benchmark_sorters needs {module}", allow_module_level=True)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("benchmark_sorters", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_benchmark_scores_crsae_through_run_sorter(tmp_path):
+    bench = _load_script()
+    doc_before = bench.DOC.read_text()
+    report = bench.main(["--tiny", "--no-doc", "--threads", "1", "--workdir", str(tmp_path)])
+
+    saved = json.loads((tmp_path / "benchmarks_sorters.json").read_text())
+    assert saved["mode"] == "tiny" and [c["case"] for c in saved["cases"]] == ["tetrode"]
+    (case,) = saved["cases"]
+    assert case["duration_s"] == 3.0 and len(case["snrs"]) == 6
+    (row,) = case["results"]
+    assert row["sorter"] == "crsae" and row["status"] == "ok", row.get("reason")
+    # 5 of the 6 planted units have SNR >= 5; the sixth (SNR ~3) is not expected in 3 s
+    assert row["accuracy"] > 0.8
+    assert row["accuracy_snr5"] > 0.95
+    assert row["well_detected"] >= 5 and row["false_positive"] <= 1
+    assert 0 < row["wall_s"] < 120 and row["stages_s"]["total"] > 0
+    assert set(row["units"]) == set(case["snrs"])
+
+    table = "\n".join(bench.case_markdown(case))
+    assert f"| crsae | {row['version']} | {row['n_units']} | {row['accuracy']:.3f} |" in table
+    assert (tmp_path / bench.DOC_PNG.name).stat().st_size > 10_000
+    assert report["cases"][0]["results"][0]["accuracy"] == row["accuracy"]
+    assert bench.DOC.read_text() == doc_before  # --no-doc leaves docs/ alone
+
+
+def test_failed_sorter_gets_a_row_with_its_reason(tmp_path):
+    bench = _load_script()
+    res = bench.run_sorter_in_child("no_such_sorter", tmp_path / "missing", tmp_path / "out", 1, 60)
+    assert res["status"] == "failed" and "no_such_sorter" in res["reason"]
+    case = dict(case="tetrode", duration_s=3.0, snrs={"0": 5.0}, results=[res])
+    assert "| no_such_sorter | ? | failed: " in "\n".join(bench.case_markdown(case))
