@@ -9,7 +9,8 @@ of ``convex.py``. Every method then encodes the first ``length_s`` seconds of th
 * ``fista``: FISTA to convergence (float64); ``admm``: SPORCO's ConvBPDN (float64);
 * ``cbp``: continuous basis pursuit, an SOCP per window through cvxpy (Clarabel).
 
-Each (method, length) runs in its own process: one untimed warm-up on a short slice, then
+Each (method, length) runs in its own process: one untimed warm-up on a short slice (for CBP,
+one window with a spike, so that cvxpy and Clarabel have run once), then
 ``repeats`` timed solves. Working memory is the peak of the process's own memory (RssAnon)
 above what it held before (the input traces excluded): for the convex solvers during the timed
 solves (they hold the whole problem and its codes); for the CRsAE encoder during one more pass
@@ -96,11 +97,12 @@ def save_problem(folder: Path, recording, gt_sorting, model, params) -> Path:
 
 # --- the worker: one method, one length, in its own process -----------------------------
 
-def _solve(method: str, p, y: np.ndarray, plan: BenchPlan, keep_codes: bool = True):
+def _solve(method: str, p, y: np.ndarray, plan: BenchPlan, keep_codes: bool = True, device: str = "cpu"):
     """Codes ``(C, N - K + 1)`` of ``y`` by ``method``, CBP's own objective (else None), iterations.
 
     ``keep_codes=False`` (CRsAE only) runs the encoder as the sorter does: each chunk's codes are
-    read out into spikes and dropped, so nothing of the size of the recording is held.
+    read out into spikes and dropped, so nothing of the size of the recording is held. ``device``
+    is where the CRsAE encoder runs; the convex solvers are CPU libraries.
     """
     import torch
 
@@ -109,7 +111,7 @@ def _solve(method: str, p, y: np.ndarray, plan: BenchPlan, keep_codes: bool = Tr
     from .model import CRsAE
 
     if method in ("crsae", "crsae-dense"):
-        model = CRsAE(torch.from_numpy(p["dictionary"]), torch.from_numpy(p["lam"]), int(p["n_iter"]))
+        model = CRsAE(torch.from_numpy(p["dictionary"]), torch.from_numpy(p["lam"]), int(p["n_iter"])).to(device)
         screen = float(p["screen_fraction"]) if method == "crsae" else 0.0
         k = model.dictionary.shape[-1]
         n_codes = y.shape[-1] - k + 1
@@ -120,11 +122,11 @@ def _solve(method: str, p, y: np.ndarray, plan: BenchPlan, keep_codes: bool = Tr
             for start in range(0, n_codes, chunk):
                 end = min(start + chunk, n_codes)
                 lo, hi = max(0, start - margin), min(y.shape[-1], end + margin + k - 1)
-                codes = encode_screened(model, torch.from_numpy(y[:, lo:hi]), screen)[:, start - lo: end - lo]
+                codes = encode_screened(model, torch.from_numpy(y[:, lo:hi]).to(device), screen)[:, start - lo: end - lo]
                 if keep_codes:
-                    z[:, start:end] = codes.numpy()
+                    z[:, start:end] = codes.cpu().numpy()
                 else:
-                    read_out(codes, 1)
+                    read_out(codes, 1)  # ends with a copy to the host, so GPU time is all counted
         return z, None, model.n_iter
     d, lam = p["dictionary"].astype(np.float64), p["lam"].astype(np.float64)
     if method == "fista":
@@ -149,7 +151,7 @@ def _rss_anon_mb() -> float:
     return float("nan")
 
 
-def worker(problem: Path, method: str, length_s: float, plan: BenchPlan) -> dict:
+def worker(problem: Path, method: str, length_s: float, plan: BenchPlan, device: str = "cpu") -> dict:
     """Time ``plan.repeats`` solves of the first ``length_s`` seconds; codes to spikes."""
     import threading
 
@@ -161,46 +163,63 @@ def worker(problem: Path, method: str, length_s: float, plan: BenchPlan) -> dict
     p = np.load(problem)
     fs_model = float(p["fs"]) / int(p["decimation"])
     y = np.ascontiguousarray(p["y"][:, : int(round(length_s * fs_model))])
-    _solve(method, p, np.ascontiguousarray(p["y"][:, : int(0.01 * fs_model)]), plan)  # warm-up
-    base = _rss_anon_mb()
-    peak = [base]
-    stop = threading.Event()
+    warm = (0, int(0.01 * fs_model))
+    if method == "cbp":  # warm up on a window that holds a spike, so cvxpy and Clarabel really run
+        windows = convex.cbp_windows(p["y"][:, : int(fs_model)], p["dictionary"].shape[-1], plan.cbp_threshold)
+        warm = windows[0] if windows else warm
+    _solve(method, p, np.ascontiguousarray(p["y"][:, warm[0]: warm[1]]), plan, device=device)
+    peak, stop = [0.0], threading.Event()
 
     def sample():
         while not stop.is_set():
             peak[0] = max(peak[0], _rss_anon_mb())
             time.sleep(0.005)
 
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    times = []
-    for _ in range(plan.repeats):
-        t0 = time.perf_counter()
-        z, own_objective, n_iter = _solve(method, p, y, plan)
-        times.append(time.perf_counter() - t0)
-    if method in ("crsae", "crsae-dense"):  # working memory as in the sorter: spikes kept, codes dropped
-        stop.set()
-        thread.join()
-        base = _rss_anon_mb()
-        peak, stop = [base], threading.Event()
+    def watch(fn):
+        """Run ``fn`` and return its result; ``peak[0]`` is then its peak RssAnon above the level before (MB)."""
+        stop.clear()
+        base = peak[0] = _rss_anon_mb()
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
-        _solve(method, p, y, plan, keep_codes=False)
-    stop.set()
-    thread.join()
+        try:
+            return fn()
+        finally:
+            stop.set()
+            thread.join()
+            peak[0] -= base
+
+    crsae = method in ("crsae", "crsae-dense")
+    if crsae:  # working memory as in the sorter (spikes kept, codes dropped), measured first
+        if device.startswith("cuda"):  # GPU memory: torch's own peak of allocated memory
+            torch.cuda.reset_peak_memory_stats(device)
+        watch(lambda: _solve(method, p, y, plan, keep_codes=False, device=device))
+        memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.startswith("cuda") else peak[0]
+    times = []
+
+    def timed():
+        for _ in range(plan.repeats):
+            t0 = time.perf_counter()
+            out = _solve(method, p, y, plan, device=device)
+            times.append(time.perf_counter() - t0)
+        return out
+
+    z, own_objective, n_iter = watch(timed)
+    if not crsae:
+        memory = peak[0]
     d, lam = p["dictionary"].astype(np.float64), p["lam"].astype(np.float64)
     lasso = convex.objective(y, z, d, lam)
     refractory = max(1, int(round(float(p["refractory_ms"]) * fs_model / 1000)))
     pos, unit, amp = read_out(torch.from_numpy(np.asarray(z, np.float32)), refractory)
     keep = amp >= float(p["amplitude_fraction"]) * p["reference"][unit]
-    sample = (pos[keep] + p["offsets"][unit[keep]]) * int(p["decimation"])
+    spike_sample = (pos[keep] + p["offsets"][unit[keep]]) * int(p["decimation"])
     return dict(method=method, length_s=length_s, times_s=times, n_iter=int(n_iter), objective=lasso,
-                own_objective=own_objective, memory_mb=max(peak[0] - base, 0.0), threads=torch.get_num_threads(),
-                spike_sample=sample.tolist(), spike_unit=unit[keep].tolist())
+                own_objective=own_objective, memory_mb=max(memory, 0.0), threads=torch.get_num_threads(),
+                device=device if method in ("crsae", "crsae-dense") else "cpu",
+                spike_sample=spike_sample.tolist(), spike_unit=unit[keep].tolist())
 
 
-def _run_worker(problem: Path, method: str, length_s: float, plan_name: str) -> dict:
-    cmd = [sys.executable, "-m", "crsae_sort.bench_convex", str(problem), method, repr(length_s), plan_name]
+def _run_worker(problem: Path, method: str, length_s: float, plan_name: str, device: str) -> dict:
+    cmd = [sys.executable, "-m", "crsae_sort.bench_convex", str(problem), method, repr(length_s), plan_name, device]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -211,7 +230,10 @@ def _run_worker(problem: Path, method: str, length_s: float, plan_name: str) -> 
 # --- the parent: plan, scoring, table and plots -------------------------------------------
 
 def score(problem: Path, row: dict) -> dict:
-    """Accuracy/recall/precision, means over ground-truth units of SNR >= 5 with a spike in the slice."""
+    """Accuracy/recall/precision, means over ground-truth units of SNR >= 5 with a spike in the slice.
+
+    Not scored (empty) when the slice holds fewer than 10 ground-truth spikes.
+    """
     import spikeinterface.core as sc
     from spikeinterface.comparison import compare_sorter_to_ground_truth
 
@@ -222,16 +244,18 @@ def score(problem: Path, row: dict) -> dict:
     gt = sc.NumpySorting.from_samples_and_labels([p["gt_sample"][in_slice]],
                                                  [np.asarray(ids)[p["gt_unit"][in_slice]]], float(p["fs"]),
                                                  unit_ids=ids)
+    present = [u for u, snr in zip(ids, p["gt_snr"]) if snr >= 5 and np.any(np.asarray(ids)[p["gt_unit"][in_slice]] == u)]
+    if not present or in_slice.sum() < 10:
+        return {}
+    counts = {"gt_units": len(present), "gt_spikes": int(in_slice.sum())}
     found = np.asarray(row["spike_sample"], np.int64)
+    if len(found) == 0:
+        return {"accuracy": 0.0, "recall": 0.0, "precision": float("nan")} | counts
     order = np.argsort(found, kind="stable")
     tested = sc.NumpySorting.from_samples_and_labels([found[order]], [np.asarray(row["spike_unit"])[order]],
                                                      float(p["fs"]))
     perf = compare_sorter_to_ground_truth(gt, tested, exhaustive_gt=True).get_performance()
-    present = [u for u, snr in zip(ids, p["gt_snr"]) if snr >= 5 and np.any(np.asarray(ids)[p["gt_unit"][in_slice]] == u)]
-    if not present:
-        return {}
-    return {k: float(perf.loc[present, k].mean()) for k in ("accuracy", "recall", "precision")} | {
-        "gt_units": len(present), "gt_spikes": int(in_slice.sum())}
+    return {k: float(perf.loc[present, k].mean()) for k in ("accuracy", "recall", "precision")} | counts
 
 
 def _check_solvers(methods: tuple[str, ...]) -> None:
@@ -247,7 +271,8 @@ def _check_solvers(methods: tuple[str, ...]) -> None:
                          "(or leave those methods out with --methods)")
 
 
-def run(folder: Path, plan_name: str = "quick", methods: tuple[str, ...] | None = None) -> list[dict]:
+def run(folder: Path, plan_name: str = "quick", methods: tuple[str, ...] | None = None,
+        device: str = "cpu") -> list[dict]:
     """Prepare the problem (unless ``folder/problem.npz`` is long enough), run every (method,
     length) in a fresh process, and score. Returns one row per run."""
     plan = PLANS[plan_name]
@@ -258,6 +283,10 @@ def run(folder: Path, plan_name: str = "quick", methods: tuple[str, ...] | None 
 
         raise InputError(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
     _check_solvers(methods)
+    from .device import describe_device, resolve_device
+
+    device = str(resolve_device(device))
+    logger.info("encoder device: %s", describe_device(resolve_device(device)))
     longest = max(plan.lengths_s + plan.encoder_lengths_s)
     problem = prepare(folder, max(30.0, longest))
     rows = []
@@ -267,18 +296,18 @@ def run(folder: Path, plan_name: str = "quick", methods: tuple[str, ...] | None 
                 continue
             if method == "cbp" and length > plan.cbp_max_s:
                 continue
-            row = _run_worker(problem, method, length, plan_name)
+            row = _run_worker(problem, method, length, plan_name, device)
             if "error" not in row:
                 row.update(score(problem, row))
                 row["median_s"] = statistics.median(row["times_s"])
             logger.info("%s %.2f s: %s", method, length, row.get("median_s", row.get("error")))
             rows.append(row)
     best = {}
-    for row in rows:
-        if "objective" in row and row.get("own_objective") is None:
+    for row in rows:  # the best objective of the convex solvers run to a tolerance
+        if "objective" in row and row["method"] in ("fista", "admm"):
             best[row["length_s"]] = min(best.get(row["length_s"], np.inf), row["objective"])
     for row in rows:
-        if "objective" in row:
+        if "objective" in row and row["length_s"] in best and row.get("own_objective") is None:
             row["gap"] = (row["objective"] - best[row["length_s"]]) / abs(best[row["length_s"]])
         row.pop("spike_sample", None)
         row.pop("spike_unit", None)
@@ -288,8 +317,8 @@ def run(folder: Path, plan_name: str = "quick", methods: tuple[str, ...] | None 
 
 def table(rows: list[dict]) -> str:
     """Markdown: per length, each method's seconds per second of recording and its speedup."""
-    out = ["| length s | method | median s | s per s of recording | crsae speedup | iterations | "
-           "objective | gap to best | memory MB | accuracy | recall | precision |",
+    out = ["| length s | method | median s | s per s of recording | time / crsae's | iterations | "
+           "objective | gap to best convex | memory MB | accuracy | recall | precision |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     by_length = {}
     for r in rows:
@@ -305,13 +334,13 @@ def table(rows: list[dict]) -> str:
             if r.get("own_objective") is not None:  # CBP solves its own (continuous-shift) problem
                 objective, gap = f"{r['own_objective']:.1f} (CBP's own)", "n/a"
             else:
-                objective, gap = f"{r['objective']:.2f}", f"{r['gap']:.1e}"
+                objective, gap = f"{r['objective']:.2f}", f"{r['gap']:.1e}" if "gap" in r else "-"
             out.append(f"| {length:g} | {method} | {r['median_s']:.4g} | {r['median_s'] / length:.4g} | {speed} | "
                        f"{r['n_iter']} | {objective} | {gap} | {r['memory_mb']:.1f} | {acc} |")
     return "\n".join(out)
 
 
-def describe(plan_name: str) -> str:
+def describe(plan_name: str, device: str = "cpu") -> str:
     """The hardware, versions and solver settings behind a table (one paragraph)."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
@@ -330,7 +359,11 @@ def describe(plan_name: str) -> str:
             libs.append(f"{name} {version(name)}")
         except PackageNotFoundError:
             libs.append(f"{name} not installed")
-    return (f"Hardware: {cpu}, {os.cpu_count()} cores, CPU (torch {torch.get_num_threads()} threads); "
+    from .device import describe_device, resolve_device
+
+    where = describe_device(resolve_device(device))
+    return (f"Hardware: {cpu}, {os.cpu_count()} cores (torch {torch.get_num_threads()} threads); CRsAE encoder on "
+            f"{where}, convex solvers on the CPU; "
             f"{', '.join(libs)}. Plan `{plan_name}`: median of {plan.repeats} timed solves after one warm-up, "
             f"each (method, length) in a fresh process. FISTA stops at relative iterate change "
             f"{plan.fista_tol:g}; ADMM at SPORCO relative residual {plan.admm_tol:g}; CBP: windows where a "
@@ -387,5 +420,5 @@ if __name__ == "__main__":  # the worker entry point used by _run_worker
     import warnings
 
     warnings.filterwarnings("ignore")
-    _problem, _method, _length, _plan = sys.argv[1:5]
-    print(json.dumps(worker(Path(_problem), _method, float(_length), PLANS[_plan])))
+    _problem, _method, _length, _plan, _device = sys.argv[1:6]
+    print(json.dumps(worker(Path(_problem), _method, float(_length), PLANS[_plan], _device)))

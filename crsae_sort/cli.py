@@ -331,17 +331,19 @@ def bench_group():
               help="tiny: 2 lengths, 1 repeat (a smoke test); quick: 0.01-1 s (CBP to 0.1 s); full: 0.01-3 s, "
                    "the encoder to 100 s.")
 @click.option("--methods", help=f"Comma-separated subset of: {', '.join(('crsae', 'crsae-dense', 'fista', 'admm', 'cbp'))}.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the CRsAE encoder runs (cpu, cuda, cuda:N, auto); the convex solvers run on the CPU.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
-def bench_convex_cmd(output, plan_name, methods, verbose):
+def bench_convex_cmd(output, plan_name, methods, device, verbose):
     """The CRsAE encoder against convex solvers (FISTA, SPORCO ADMM, CBP via cvxpy) on one problem."""
     _setup_console(verbose)
 
     def run():
-        from .bench_convex import describe, plot, run, table
+        from .bench_convex import describe, headline, plot, run, table
 
         folder = Path(output)
-        rows = run(folder, plan_name, tuple(m.strip() for m in methods.split(",")) if methods else None)
-        text = describe(plan_name) + "\n\n" + table(rows) + "\n"
+        rows = run(folder, plan_name, tuple(m.strip() for m in methods.split(",")) if methods else None, device)
+        text = describe(plan_name, device) + "\n\n" + headline(rows) + "\n\n" + table(rows) + "\n"
         (folder / "table.md").write_text(text)
         plot(rows, folder / "cost_memory.png")
         return text

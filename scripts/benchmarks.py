@@ -33,18 +33,18 @@ def write_section(marker: str, text: str) -> None:
     DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
-def convex(plan: str, workdir: Path) -> None:
+def convex(plan: str, workdir: Path, device: str = "cpu") -> None:
     """`crsae-sort bench convex` into docs: table, JSON and the cost/memory figure."""
     sys.path.insert(0, str(ROOT))
     from crsae_sort.bench_convex import describe, headline, plot, run, table
 
-    rows = run(workdir / "convex", plan)
+    rows = run(workdir / "convex", plan, device=device)
     figure = ROOT / "docs" / "img" / "convex_cost_memory.png"
     plot(rows, figure)
     (ROOT / "docs" / "benchmarks_convex.json").write_text(json.dumps(dict(plan=plan, rows=rows), indent=1))
-    command = "python scripts/benchmarks.py" + (" --full" if plan == "full" else "") + \
-        f"  (or: crsae-sort bench convex --plan {plan})"
-    write_section("CONVEX", "\n".join([f"`{command}`", "", describe(plan), "", headline(rows), "", table(rows), "",
+    command = "python scripts/benchmarks.py" + (" --full" if plan == "full" else "") + f" --device {device}" + \
+        f"  (or: crsae-sort bench convex --plan {plan} --device {device})"
+    write_section("CONVEX", "\n".join([f"`{command}`", "", describe(plan, device), "", headline(rows), "", table(rows), "",
                                        "![cost and memory against length](img/convex_cost_memory.png)"]))
 
 
@@ -60,12 +60,17 @@ def main() -> None:
     ap.add_argument("--skip", action="append", default=[], choices=["convex", "sorters", "real", "encoder", "speed"],
                     help="leave one part's table as it is; repeatable")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--device", default="cpu", help="where the CRsAE encoder runs in the convex comparison")
     args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("crsae_sort.bench_convex").setLevel(logging.INFO)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_benchmarks_"))
     t0 = time.perf_counter()
     if "convex" not in args.skip:
         print("$ convex-solver comparison", flush=True)
-        convex("full" if args.full else "quick", work)
+        convex("full" if args.full else "quick", work, args.device)
     if "sorters" not in args.skip:
         script("benchmark_sorters.py", *(["--full"] if args.full else []), "--workdir", str(work / "sorters"))
     if "real" not in args.skip:

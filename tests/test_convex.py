@@ -73,7 +73,7 @@ def test_bench_convex_tiny_plan(tmp_path, sorted_demo):
     assert len(by) == 8
     long = {m: by[(m, 0.3)] for m in ("crsae", "fista", "admm", "cbp")}
     assert long["fista"]["gap"] < 1e-5 and long["admm"]["gap"] < 1e-3
-    assert 0 <= long["crsae"]["gap"] < 1e-2                 # 50 unrolled steps: close to the optimum
+    assert 0 <= long["crsae"]["gap"] < 1e-2  # 50 unrolled steps: close to the optimum
     for m in ("crsae", "fista", "admm"):
         assert long[m]["accuracy"] > 0.9, (m, long[m])
     assert long["cbp"]["accuracy"] > 0.8
