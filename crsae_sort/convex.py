@@ -139,10 +139,11 @@ def polar_basis(dictionary: np.ndarray) -> PolarBasis:
 
 def cbp_windows(y: np.ndarray, k: int, threshold: float = 4.0) -> list[tuple[int, int]]:
     """CBP's partition: ``[a, b)`` runs where ``max_m |y_m| > threshold``, widened by ``k + 2``."""
+    from scipy.ndimage import binary_dilation
+
     active = np.abs(y).max(axis=0) > threshold
     width = k + 2
-    kernel = np.ones(2 * width + 1)
-    grown = np.convolve(active.astype(float), kernel, mode="same") > 0
+    grown = binary_dilation(active, structure=np.ones(2 * width + 1, bool)) if active.any() else active
     edges = np.diff(np.concatenate([[0], grown.astype(np.int8), [0]]))
     return [(a, b) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)) if b - a >= width]
 
