@@ -14,8 +14,9 @@ one window with a spike, so that cvxpy and Clarabel have run once), then
 ``repeats`` timed solves. Working memory is the peak of the process's own memory (RssAnon)
 above what it held before (the input traces excluded): for the convex solvers during the timed
 solves (they hold the whole problem and its codes); for the CRsAE encoder during one more pass
-run as the sorter runs it, each chunk's codes read out into spikes and dropped. Codes become spikes by the sorter's read-out (local maxima, the amplitude
-floor), scored against the ground truth with SpikeInterface.
+run as the sorter runs it, each chunk's codes read out into spikes and dropped (the worker is
+:mod:`crsae_sort.bench_worker`). Codes become spikes by the sorter's read-out (local maxima, the
+amplitude floor), scored against the ground truth with SpikeInterface.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,131 +95,8 @@ def save_problem(folder: Path, recording, gt_sorting, model, params) -> Path:
     return path
 
 
-# --- the worker: one method, one length, in its own process -----------------------------
-
-def _solve(method: str, p, y: np.ndarray, plan: BenchPlan, keep_codes: bool = True, device: str = "cpu"):
-    """Codes ``(C, N - K + 1)`` of ``y`` by ``method``, CBP's own objective (else None), iterations.
-
-    ``keep_codes=False`` (CRsAE only) runs the encoder as the sorter does: each chunk's codes are
-    read out into spikes and dropped, so nothing of the size of the recording is held. ``device``
-    is where the CRsAE encoder runs; the convex solvers are CPU libraries.
-    """
-    import torch
-
-    from . import convex
-    from .infer import encode_screened, read_out
-    from .model import CRsAE
-
-    if method in ("crsae", "crsae-dense"):
-        model = CRsAE(torch.from_numpy(p["dictionary"]), torch.from_numpy(p["lam"]), int(p["n_iter"])).to(device)
-        screen = float(p["screen_fraction"]) if method == "crsae" else 0.0
-        k = model.dictionary.shape[-1]
-        n_codes = y.shape[-1] - k + 1
-        chunk = int(float(p["chunk_s"]) * float(p["fs"]) / int(p["decimation"]))
-        margin = 8 * k
-        z = np.zeros((model.dictionary.shape[0], n_codes), np.float32) if keep_codes else None
-        with torch.no_grad():
-            for start in range(0, n_codes, chunk):
-                end = min(start + chunk, n_codes)
-                lo, hi = max(0, start - margin), min(y.shape[-1], end + margin + k - 1)
-                codes = encode_screened(model, torch.from_numpy(y[:, lo:hi]).to(device), screen)[:, start - lo: end - lo]
-                if keep_codes:
-                    z[:, start:end] = codes.cpu().numpy()
-                else:
-                    read_out(codes, 1)  # ends with a copy to the host, so GPU time is all counted
-        return z, None, model.n_iter
-    d, lam = p["dictionary"].astype(np.float64), p["lam"].astype(np.float64)
-    if method == "fista":
-        from .operators import lipschitz_constant
-
-        sol = convex.fista_to_convergence(y, d, lam, lipschitz_constant(torch.from_numpy(d)), tol=plan.fista_tol)
-        return sol.z, None, sol.n_iter
-    if method == "admm":
-        sol = convex.admm_sporco(y, d, lam, tol=plan.admm_tol)
-        return sol.z, None, sol.n_iter
-    if method == "cbp":
-        res = convex.cbp(y.astype(np.float64), d, lam, threshold=plan.cbp_threshold, reweights=plan.cbp_reweights)
-        z = convex.cbp_codes(res, d.shape[0], y.shape[-1] - d.shape[-1] + 1)
-        return z, convex.cbp_objective(y.astype(np.float64), res, lam), res.n_windows
-    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-
-
-def _rss_anon_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def worker(problem: Path, method: str, length_s: float, plan: BenchPlan, device: str = "cpu") -> dict:
-    """Time ``plan.repeats`` solves of the first ``length_s`` seconds; codes to spikes."""
-    import threading
-
-    import torch
-
-    from . import convex
-    from .infer import read_out
-
-    p = np.load(problem)
-    fs_model = float(p["fs"]) / int(p["decimation"])
-    y = np.ascontiguousarray(p["y"][:, : int(round(length_s * fs_model))])
-    warm = (0, int(0.01 * fs_model))
-    if method == "cbp":  # warm up on a window that holds a spike, so cvxpy and Clarabel really run
-        windows = convex.cbp_windows(p["y"][:, : int(fs_model)], p["dictionary"].shape[-1], plan.cbp_threshold)
-        warm = windows[0] if windows else warm
-    _solve(method, p, np.ascontiguousarray(p["y"][:, warm[0]: warm[1]]), plan, device=device)
-    peak, stop = [0.0], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _rss_anon_mb())
-            time.sleep(0.005)
-
-    def watch(fn):
-        """Run ``fn`` and return its result; ``peak[0]`` is then its peak RssAnon above the level before (MB)."""
-        stop.clear()
-        base = peak[0] = _rss_anon_mb()
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        try:
-            return fn()
-        finally:
-            stop.set()
-            thread.join()
-            peak[0] -= base
-
-    crsae = method in ("crsae", "crsae-dense")
-    if crsae:  # working memory as in the sorter (spikes kept, codes dropped), measured first
-        if device.startswith("cuda"):  # GPU memory: torch's own peak of allocated memory
-            torch.cuda.reset_peak_memory_stats(device)
-        watch(lambda: _solve(method, p, y, plan, keep_codes=False, device=device))
-        memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.startswith("cuda") else peak[0]
-    times = []
-
-    def timed():
-        for _ in range(plan.repeats):
-            t0 = time.perf_counter()
-            out = _solve(method, p, y, plan, device=device)
-            times.append(time.perf_counter() - t0)
-        return out
-
-    z, own_objective, n_iter = watch(timed)
-    if not crsae:
-        memory = peak[0]
-    d, lam = p["dictionary"].astype(np.float64), p["lam"].astype(np.float64)
-    lasso = convex.objective(y, z, d, lam)
-    refractory = max(1, int(round(float(p["refractory_ms"]) * fs_model / 1000)))
-    pos, unit, amp = read_out(torch.from_numpy(np.asarray(z, np.float32)), refractory)
-    keep = amp >= float(p["amplitude_fraction"]) * p["reference"][unit]
-    spike_sample = (pos[keep] + p["offsets"][unit[keep]]) * int(p["decimation"])
-    return dict(method=method, length_s=length_s, times_s=times, n_iter=int(n_iter), objective=lasso,
-                own_objective=own_objective, memory_mb=max(memory, 0.0), threads=torch.get_num_threads(),
-                device=device if method in ("crsae", "crsae-dense") else "cpu",
-                spike_sample=spike_sample.tolist(), spike_unit=unit[keep].tolist())
-
-
 def _run_worker(problem: Path, method: str, length_s: float, plan_name: str, device: str) -> dict:
-    cmd = [sys.executable, "-m", "crsae_sort.bench_convex", str(problem), method, repr(length_s), plan_name, device]
+    cmd = [sys.executable, "-m", "crsae_sort.bench_worker", str(problem), method, repr(length_s), plan_name, device]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -414,11 +291,3 @@ def plot(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-if __name__ == "__main__":  # the worker entry point used by _run_worker
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    _problem, _method, _length, _plan, _device = sys.argv[1:6]
-    print(json.dumps(worker(Path(_problem), _method, float(_length), PLANS[_plan], _device)))
