@@ -219,17 +219,14 @@ def table(rows: list[dict]) -> str:
 
 def describe(plan_name: str, device: str = "cpu") -> str:
     """The hardware, versions and solver settings behind a table (one paragraph)."""
-    import platform
     from importlib.metadata import PackageNotFoundError, version
+
+    from .runlog import cpu_name
 
     import torch
 
     plan = PLANS[plan_name]
-    cpu = platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     libs = []
     for name in ("torch", "sporco", "cvxpy", "clarabel", "spikeinterface"):
         try:

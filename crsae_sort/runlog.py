@@ -55,3 +55,14 @@ class StageTimer:
         yield
         self.seconds[name] = time.perf_counter() - t0
         logger.info("stage %s: %.2f s", name, self.seconds[name])
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else the machine architecture."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()

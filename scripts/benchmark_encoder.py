@@ -70,10 +70,9 @@ def main():
                        "| what | ms | GFLOP/s |", "|---|---|---|", *lines])
     print(table)
     if not args.no_doc:
-        text = DOC.read_text()
-        start, end = "<!-- ENCODER:START -->", "<!-- ENCODER:END -->"
-        head, rest = text.split(start, 1)
-        DOC.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+        from benchmark_speed import write_block  # scripts/ is on sys.path when a script runs
+
+        write_block(DOC, "ENCODER", table)
 
 
 if __name__ == "__main__":

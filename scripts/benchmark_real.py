@@ -332,16 +332,6 @@ def plot(path: Path, h: dict, q: dict) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write_block(doc: Path, marker: str, text: str) -> None:
-    """Replace the text between ``<!-- MARKER:START -->`` and ``<!-- MARKER:END -->`` in ``doc``."""
-    content = doc.read_text()
-    start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
-    if start not in content or end not in content:
-        raise SystemExit(f"{doc} has no {start} ... {end} block; add one where the table belongs")
-    head, rest = content.split(start, 1)
-    doc.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
-
-
 def hardware_line() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from benchmark_speed import hardware
@@ -374,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_doc and args.only is None:
+        from benchmark_speed import write_block  # on sys.path since hardware_line()
+
         plot(FIGURE, h, q)
         write_block(DOC, "REAL", text)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -88,15 +87,19 @@ def encoder_floor_row(runs: list[dict], duration_s: float) -> str:
 def hardware() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU"
+    from crsae_sort.runlog import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU"
+
+
+def write_block(doc: Path, marker: str, text: str) -> None:
+    """Replace the text between ``<!-- MARKER:START -->`` and ``<!-- MARKER:END -->`` in ``doc``."""
+    content = doc.read_text()
+    start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
+    if start not in content or end not in content:
+        raise SystemExit(f"{doc} has no {start} ... {end} block; add one where the table belongs")
+    head, rest = content.split(start, 1)
+    doc.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
 def main() -> None:
@@ -143,11 +146,7 @@ def main() -> None:
         *header, *rows, "", *([] if args.memory else [f"- {n}" for n in notes])])
     print(table)
     if not args.no_doc:
-        text = DOC.read_text()
-        start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+        write_block(DOC, marker, table)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 
 
-def write_section(marker: str, text: str) -> None:
-    """Replace the text between ``<!-- marker:START -->`` and ``<!-- marker:END -->`` in the doc."""
-    doc = DOC.read_text()
-    start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
-
-
 def convex(plan: str, workdir: Path, device: str = "cpu") -> None:
     """`crsae-sort bench convex` into docs: table, JSON and the cost/memory figure."""
     sys.path.insert(0, str(ROOT))
@@ -44,7 +35,9 @@ def convex(plan: str, workdir: Path, device: str = "cpu") -> None:
     (ROOT / "docs" / "benchmarks_convex.json").write_text(json.dumps(dict(plan=plan, rows=rows), indent=1))
     command = "python scripts/benchmarks.py" + (" --full" if plan == "full" else "") + f" --device {device}" + \
         f"  (or: crsae-sort bench convex --plan {plan} --device {device})"
-    write_section("CONVEX", "\n".join([f"`{command}`", "", describe(plan, device), "", headline(rows), "", table(rows), "",
+    from benchmark_speed import write_block  # scripts/ is on sys.path when a script runs
+
+    write_block(DOC, "CONVEX", "\n".join([f"`{command}`", "", describe(plan, device), "", headline(rows), "", table(rows), "",
                                        "![cost and memory against length](img/convex_cost_memory.png)"]))
 
 
