@@ -18,14 +18,10 @@ def __getattr__(name):
     # everything else loads on first use: `import crsae_sort` runs at every interpreter start
     # where the SpikeInterface hook is installed (crsae-sort install-si-hook)
     if name == "__version__":
-        from importlib import metadata
+        from .runlog import package_version
 
-        try:
-            version = metadata.version("crsae-sort")
-        except metadata.PackageNotFoundError:  # running from a source tree
-            version = "0.0.0+unknown"
-        globals()["__version__"] = version
-        return version
+        globals()["__version__"] = package_version()
+        return globals()["__version__"]
     if name == "SortParams":
         from .params import SortParams
 
@@ -35,7 +31,7 @@ def __getattr__(name):
 
         return getattr(pipeline, name)
     if name == "open_recording":
-        from .reading import open_recording
+        from .io.reading import open_recording
 
         return open_recording
     raise AttributeError(f"module 'crsae_sort' has no attribute {name!r}")

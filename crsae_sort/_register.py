@@ -23,7 +23,6 @@ import sys
 logger = logging.getLogger(__name__)
 
 SORTERLIST = "spikeinterface.sorters.sorterlist"
-OUTPUT_SUBFOLDER = "crsae"  # our output folder inside the sorter's sorter_output/
 PTH_NAME = "crsae_sort_spikeinterface_hook.pth"
 # one line: .pth files execute lines that start with "import"; a missing package stays silent
 PTH_LINE = 'import sys; exec("try:\\n    import crsae_sort\\nexcept Exception:\\n    pass")\n'
@@ -54,6 +53,9 @@ def register_when_spikeinterface_loads() -> None:
 
 
 def _register_now() -> None:
+    module = sys.modules.get(f"{__package__}.plugin")
+    if module is not None and not hasattr(module, "register"):
+        return  # plugin.py itself is being imported (it loads SpikeInterface): it registers when done
     try:
         from .plugin import register
         register()

@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ._register import OUTPUT_SUBFOLDER
 from .errors import InputError
 from .params import SortParams, default_params
 from .runlog import log_to_file
@@ -124,6 +123,8 @@ def _yaml_records(path: Path) -> list[dict]:
 
 def output_of(output: Path, job: BatchJob) -> Path:
     """Our output folder (``summary.json``, ``templates.npy``, ...) for ``job`` under ``output``."""
+    from .plugin import OUTPUT_SUBFOLDER
+
     return output / job.name / "sorter_output" / OUTPUT_SUBFOLDER
 
 
@@ -193,7 +194,7 @@ def _run_batch(jobs, output: Path, engine: str, n_jobs: int, base: dict, engine_
 def _prepare(job: BatchJob, output: Path, overrides: dict, verbose: bool):
     """Open the recording, check parameters and serialisability; the ``run_sorter`` job dict."""
     from ._register import SORTER_NAME
-    from .reading import open_recording
+    from .io.reading import open_recording
 
     params = SortParams.from_dict(overrides).to_dict()
     recording = open_recording(job.path, probe=job.probe, stream=job.stream)
@@ -257,11 +258,12 @@ def _row_from_folder(job: BatchJob, output: Path, status: str, crashed: str = ""
     sorter_folder = output / job.name
     ours = output_of(output, job)
     row = BatchRow(job.name, status, folder=str(sorter_folder))
-    summary_file = ours / "summary.json"
-    if summary_file.is_file():
-        summary = json.loads(summary_file.read_text())
-        row.units, row.spikes = len(summary["units"]), summary["num_spikes"]
-        row.seconds = round(summary.get("seconds", {}).get("total", float("nan")), 1)
+    if (ours / "summary.json").is_file():
+        from .summary import Summary
+
+        summary = Summary.read(ours)
+        row.units, row.spikes = len(summary.units), summary.num_spikes
+        row.seconds = round(summary.seconds.get("total", float("nan")), 1)
         return row
     row.status = "failed"
     log_file = sorter_folder / "spikeinterface_log.json"

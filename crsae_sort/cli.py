@@ -94,7 +94,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
     def run():
         from .params import SortParams
         from .pipeline import sort
-        from .reading import open_recording
+        from .io.reading import open_recording
 
         flat = _load_params_file(params_file)
         flat.update(_parse_sets(sets))
@@ -123,8 +123,8 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
 
     result, page = _run_guarded(run)
     s = result.summary
-    click.echo(f"{len(s['units'])} units, {s['num_spikes']} spikes from {s['duration_s']:.1f} s in "
-               f"{s['seconds']['total']:.1f} s ({s['times_real_time']:.1f}x real time) on {s['device']}")
+    click.echo(f"{len(s.units)} units, {s.num_spikes} spikes from {s.duration_s:.1f} s in "
+               f"{s.seconds['total']:.1f} s ({s.times_real_time:.1f}x real time) on {s.device}")
     click.echo(f"results in {result.output_folder}")
     if page is not None:
         click.echo(f"report: {page}")
@@ -151,7 +151,7 @@ def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
             raise InputError(f"ground-truth sorting {ground_truth} does not exist")
         recording = None
         if recording_path is not None:
-            from .reading import open_recording
+            from .io.reading import open_recording
 
             recording = open_recording(recording_path, probe=probe)
         return build_report(output_folder, recording=recording, ground_truth=ground_truth)
@@ -339,7 +339,7 @@ def bench_convex_cmd(output, plan_name, methods, device, verbose):
     _setup_console(verbose)
 
     def run():
-        from .bench_convex import describe, headline, plot, run, table
+        from .bench.convex import describe, headline, plot, run, table
 
         folder = Path(output)
         rows = run(folder, plan_name, tuple(m.strip() for m in methods.split(",")) if methods else None, device)

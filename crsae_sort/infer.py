@@ -4,11 +4,12 @@ Chunks ``[start, end)`` are read with a margin on each side, encoded, and a spik
 if its time falls inside ``[start, end)``: a spike near a chunk boundary is seen by both chunks
 but belongs to exactly one. Memory is set by ``chunk_duration_s``, not by recording length.
 
-Screening: at ``z = 0`` the first FISTA step is ``shrink(H^T y / L, lambda / L)``, so a code can
-only grow where ``(H^T y)_c`` is near ``lambda_c`` or next to such a place. Code samples with
-``max_c (H^T y)_c / lambda_c >= screen_fraction`` are dilated by ``2 K`` on each side, and FISTA
-runs on those segments only (batched); everything else is zero. ``screen_fraction = 0``
-encodes every sample.
+Screening (for encoders that declare ``supports_screening``, FISTA and ISTA): at ``z = 0`` the
+first step is ``shrink(H^T y / L, lambda / L)``, so a code can only grow where ``(H^T y)_c`` is
+near ``lambda_c`` or next to such a place. Code samples with
+``max_c (H^T y)_c / lambda_c >= screen_fraction`` are dilated by ``2 K`` on each side, and the
+encoder runs on those segments only (batched); everything else is zero. ``screen_fraction = 0``
+encodes every sample. The chunk margin is the encoder's own (:meth:`Encoder.margin`).
 
 Read-out: spike candidates are the local maxima of each code train ``z_c`` (within
 ``refractory_ms``); the amplitude is the code mass within one sample of the peak, and the spike
@@ -24,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .fista import fista
-from .model import CRsAE
-from .operators import H_adjoint
+from .chunks import chunks
+from .model.crsae import CRsAE
+from .model.operator import H_adjoint
+from .oom import run_in_parts
 from .params import InferenceParams
 
 logger = logging.getLogger(__name__)
@@ -69,37 +70,40 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     fs = recording.get_sampling_frequency()
     k = model.dictionary.shape[-1]
     chunk = max(int(params.chunk_duration_s * fs), 8 * k)
-    margin = 8 * k
     refractory = max(1, int(round(params.refractory_ms * fs / 1000)))
     offsets = peak_offsets(model.dictionary)
     reference = model.reference_amplitude.cpu().numpy()
     device = model.dictionary.device
     parts = []
-    bounds = [(seg, s, min(s + chunk, recording.get_num_samples(seg)))
-              for seg in range(recording.get_num_segments())
-              for s in range(0, recording.get_num_samples(seg), chunk)]
+    lengths = [recording.get_num_samples(seg) for seg in range(recording.get_num_segments())]
+    bounds = list(chunks(lengths, chunk, model.encoder.margin(k)))
     from tqdm.auto import tqdm
 
-    for seg, start, end in tqdm(bounds, desc="inference", unit="chunk", disable=not progress, leave=False):
-        lo, hi = max(0, start - margin), min(recording.get_num_samples(seg), end + margin)
-        traces = recording.get_traces(segment_index=seg, start_frame=lo, end_frame=hi)
-        if hi - lo < k:
+    for c in tqdm(bounds, desc="inference", unit="chunk", disable=not progress, leave=False):
+        if c.hi - c.lo < k:
             continue
+        traces = recording.get_traces(segment_index=c.segment, start_frame=c.lo, end_frame=c.hi)
         y = torch.from_numpy(np.ascontiguousarray(traces.T, dtype=np.float32)).to(device)
         z = encode_screened(model, y, params.screen_fraction)
         pos, unit, amp = read_out(z, refractory)
-        times = pos + offsets[unit] + lo
-        keep = (times >= start) & (times < end)
+        times = pos + offsets[unit] + c.lo
+        keep = (times >= c.start) & (times < c.end)
         n = int(keep.sum())
-        found = Spikes(times[keep].astype(np.int64), np.full(n, seg, np.int64), unit[keep], amp[keep])
+        found = Spikes(times[keep].astype(np.int64), np.full(n, c.segment, np.int64), unit[keep], amp[keep])
         parts.append(select_spikes(found, reference, params))
     return Spikes.concatenate(parts)
 
 
 def select_spikes(spikes: Spikes, reference_amplitude: np.ndarray, params: InferenceParams) -> Spikes:
     """Keep code peaks of at least ``amplitude_fraction`` x the template's reference amplitude."""
-    floor = params.amplitude_fraction * reference_amplitude[spikes.unit_index]
-    return spikes.select(spikes.amplitude >= floor)
+    return spikes.select(above_floor(spikes.amplitude, spikes.unit_index, reference_amplitude,
+                                     params.amplitude_fraction))
+
+
+def above_floor(amplitude: np.ndarray, unit: np.ndarray, reference_amplitude: np.ndarray,
+                fraction: float) -> np.ndarray:
+    """The amplitude floor: ``amplitude >= fraction * reference_amplitude[unit]`` (boolean mask)."""
+    return amplitude >= fraction * reference_amplitude[unit]
 
 
 @torch.no_grad()
@@ -113,8 +117,8 @@ def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float) -> to
     d, lam = model.dictionary, model.lam
     k = d.shape[-1]
     n_codes = y.shape[-1] - k + 1
-    if screen_fraction <= 0:
-        return fista(y[None], d, lam, model.lipschitz, model.n_iter, model.positive)[0]
+    if screen_fraction <= 0 or not model.encoder.supports_screening:
+        return model.encode(y[None])[0]
     corr = H_adjoint(y[None], d)[0]
     score = ((corr if model.positive else corr.abs()) / lam[:, None]).amax(dim=0)
     pad = 2 * k
@@ -127,25 +131,18 @@ def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float) -> to
     batch = y.new_zeros(len(rows), y.shape[0], max(rows))
     for row, offset, a, b in placement:
         batch[row, :, offset: offset + b - a + k - 1] = y[:, a: b + k - 1]
-    codes = _fista_rows(model, batch)
+    codes = _encode_rows(model, batch)
     for row, offset, a, b in placement:
         z[:, a:b] = codes[row, :, offset: offset + b - a]
     return z
 
 
-def _fista_rows(model: CRsAE, batch: torch.Tensor) -> torch.Tensor:
-    """FISTA on a batch of rows; on GPU out-of-memory the batch is halved until it fits."""
-    try:
-        return fista(batch, model.dictionary, model.lam, model.lipschitz, model.n_iter, model.positive)
-    except torch.OutOfMemoryError:
-        if len(batch) == 1:
-            raise InputError("out of GPU memory encoding a single row; lower chunk_duration_s or use --device cpu")
-        if batch.is_cuda:
-            torch.cuda.empty_cache()
-        half = len(batch) // 2
-        logger.warning("out of memory encoding %d rows on %s: splitting into %d + %d", len(batch), batch.device,
-                       half, len(batch) - half)
-        return torch.cat([_fista_rows(model, batch[:half]), _fista_rows(model, batch[half:])])
+def _encode_rows(model: CRsAE, batch: torch.Tensor) -> torch.Tensor:
+    """Encode a batch of rows; on GPU out-of-memory in more, smaller parts (:mod:`crsae_sort.oom`)."""
+    parts, _ = run_in_parts(model.encode, batch, what="rows of screened segments",
+                            exhausted="out of GPU memory encoding a single row; lower chunk_duration_s or "
+                                      "use --device cpu")
+    return torch.cat(parts)
 
 
 def _pack(segments: list[tuple[int, int]], k: int) -> tuple[list[int], list[tuple[int, int, int, int]]]:
@@ -174,9 +171,14 @@ def read_out(z: torch.Tensor, refractory: int) -> tuple[np.ndarray, np.ndarray, 
     earlier = F.pad(mag, (1, 0))[:, :-1]
     is_peak = (mag > 0) & (mag >= pooled) & (mag > earlier)
     unit, pos = torch.nonzero(is_peak, as_tuple=True)
-    mass = F.avg_pool1d(z[None], 3, stride=1, padding=1, count_include_pad=True)[0] * 3
-    amp = mass[unit, pos]
+    amp = code_mass(z)[unit, pos]
     return pos.cpu().numpy().astype(np.int64), unit.cpu().numpy().astype(np.int64), amp.cpu().numpy().astype(np.float32)
+
+
+def code_mass(z: torch.Tensor) -> torch.Tensor:
+    """``m_c[n] = z_c[n - 1] + z_c[n] + z_c[n + 1]`` ``(C, n)``: a spike's amplitude when its code spreads
+    over neighbouring samples (a spike between two samples)."""
+    return F.avg_pool1d(z[None], 3, stride=1, padding=1, count_include_pad=True)[0] * 3
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

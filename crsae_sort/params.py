@@ -13,13 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+from ._fields import param as _p
 from .errors import InputError
-
-
-def _p(default: Any, help: str, unit: str = "", low: float | None = None, high: float | None = None,
-       choices: tuple | None = None, low_open: bool = False):
-    meta = dict(help=help, unit=unit, low=low, high=high, choices=choices, low_open=low_open)
-    return field(default=default, metadata=meta)
+from .model.encoders.options import ENCODER_OPTIONS
+from .model.gradients import DICTIONARY_GRADIENTS
 
 
 @dataclass(frozen=True)
@@ -57,12 +54,17 @@ class InitParams:
 @dataclass(frozen=True)
 class ModelParams:
     """The CRsAE: unrolled encoder and sparsity prior."""
-    n_iterations: int = _p(50, "FISTA iterations T unrolled in the encoder.", "", 1, 5000)
+    encoder: str = _p("fista", "Unrolled encoder: 'fista' (FISTA, the CRsAE encoder) or 'ista' (no momentum); "
+                      "its own options, if any, are in the section encoder:<name>.", choices=tuple(ENCODER_OPTIONS))
+    n_iterations: int = _p(50, "Iterations T unrolled in the encoder.", "", 1, 5000)
     positive_codes: bool = _p(True, "One-sided shrinkage (non-negative spike amplitudes).")
     lambda_scale: float = _p(1.0, "Initial lambda as a multiple of the universal threshold sqrt(2 log(C N)).",
                              "", 0.05, 20.0)
     lambda_prior_strength: float = _p(10.0, "Gamma-prior pseudo-samples per data sample (r / N_e); larger keeps "
                                       "lambda closer to its initial value.", "", 0.0, 1e6)
+    dictionary_gradient: str = _p("ae-ls", "How the dictionary's gradient is taken: 'ae-ls' backpropagates "
+                                  "1/2 ||y - H z_T||^2 through the unrolled encoder (the CRsAE rule).",
+                                  choices=tuple(DICTIONARY_GRADIENTS))
 
 
 @dataclass(frozen=True)
@@ -106,43 +108,69 @@ SECTIONS = {
     "inference": InferenceParams,
     "run": RunParams,
 }
+#: each encoder's own options, a section ``encoder:<name>`` (only encoders that have options)
+ENCODER_SECTIONS = {f"encoder:{name}": klass for name, klass in ENCODER_OPTIONS.items() if dataclasses.fields(klass)}
+
+
+def _all_sections() -> dict[str, type]:
+    return {**SECTIONS, **ENCODER_SECTIONS}
+
+
+def _default_encoders() -> dict:
+    return {name: klass() for name, klass in ENCODER_OPTIONS.items()}
 
 
 @dataclass(frozen=True)
 class SortParams:
-    """All parameters of one sort, grouped by pipeline stage."""
+    """All parameters of one sort, grouped by pipeline stage; ``encoders`` holds each encoder's options."""
     preprocess: PreprocessParams = field(default_factory=PreprocessParams)
     init: InitParams = field(default_factory=InitParams)
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)
     inference: InferenceParams = field(default_factory=InferenceParams)
     run: RunParams = field(default_factory=RunParams)
+    encoders: dict = field(default_factory=_default_encoders)
+
+    def encoder_options(self):
+        """The options of the chosen encoder (``model.encoder``)."""
+        return self.encoders[self.model.encoder]
 
     @classmethod
     def from_dict(cls, flat: dict[str, Any] | None = None) -> "SortParams":
         """Build from flat ``{key: value}``; strings are parsed (``"30"``, ``"true"``); validated."""
         flat = dict(flat or {})
-        known = {f.name: sec for sec, klass in SECTIONS.items() for f in dataclasses.fields(klass)}
+        sections_of = _all_sections()
+        known = {f.name: sec for sec, klass in sections_of.items() for f in dataclasses.fields(klass)}
         unknown = sorted(set(flat) - set(known))
         if unknown:
             raise InputError(f"unknown parameter(s) {', '.join(unknown)}; see `crsae-sort params` for the list")
-        sections = {}
-        for sec, klass in SECTIONS.items():
+        built = {}
+        for sec, klass in sections_of.items():
             hints = get_type_hints(klass)
             kwargs = {}
             for f in dataclasses.fields(klass):
                 if f.name in flat:
                     kwargs[f.name] = _coerce(f.name, flat[f.name], hints[f.name])
                     _check(f, kwargs[f.name])
-            sections[sec] = klass(**kwargs)
-        params = cls(**sections)
+            built[sec] = klass(**kwargs)
+        encoders = _default_encoders()
+        encoders.update({sec.split(":", 1)[1]: built.pop(sec) for sec in ENCODER_SECTIONS})
+        params = cls(**built, encoders=encoders)
+        chosen = f"encoder:{params.model.encoder}"
+        foreign = sorted(k for k in flat if known[k] in ENCODER_SECTIONS and known[k] != chosen)
+        if foreign:
+            raise InputError(f"parameter(s) {', '.join(foreign)} belong to another encoder than "
+                             f"encoder={params.model.encoder}; set encoder too, or drop them")
         _check_cross(params)
         return params
 
     def to_dict(self) -> dict[str, Any]:
         """Flat ``{key: value}`` of every parameter."""
-        return {f.name: getattr(getattr(self, sec), f.name)
-                for sec in SECTIONS for f in dataclasses.fields(getattr(self, sec))}
+        out = {f.name: getattr(getattr(self, sec), f.name)
+               for sec in SECTIONS for f in dataclasses.fields(getattr(self, sec))}
+        for options in self.encoders.values():
+            out.update({f.name: getattr(options, f.name) for f in dataclasses.fields(options)})
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -151,7 +179,7 @@ class SortParams:
 def describe() -> list[dict[str, Any]]:
     """One row per parameter: section, name, type, default, unit, bounds, help."""
     rows = []
-    for sec, klass in SECTIONS.items():
+    for sec, klass in _all_sections().items():
         hints = get_type_hints(klass)
         for f in dataclasses.fields(klass):
             m = f.metadata
@@ -166,7 +194,7 @@ def markdown_table() -> str:
              "Generated from `crsae_sort/params.py` by `crsae-sort params --markdown`; do not edit by hand.",
              "Set any of them with `crsae-sort sort ... --set name=value`, a `--params file.json`, or a dict",
              "`crsae_sort.sort(recording, folder, {\"name\": value})`.", ""]
-    for sec, klass in SECTIONS.items():
+    for sec, klass in _all_sections().items():
         lines += [f"## {sec}", "", klass.__doc__.strip(), "",
                   "| name | type | default | unit | bounds | description |", "|---|---|---|---|---|---|"]
         for row in (r for r in describe() if r["section"] == sec):

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from spikeinterface.sorters.basesorter import BaseSorter
 
-from ._register import OUTPUT_SUBFOLDER
 from .params import SortParams, default_params, describe
 
 logger = logging.getLogger(__name__)
+
+OUTPUT_SUBFOLDER = "crsae"  # our output folder inside the sorter's sorter_output/
 
 
 def _descriptions() -> dict[str, str]:
@@ -51,8 +52,9 @@ class CrsaeSorter(BaseSorter):
 
     @classmethod
     def get_sorter_version(cls) -> str:
-        from . import __version__
-        return __version__
+        from .runlog import package_version
+
+        return package_version()
 
     @classmethod
     def use_gpu(cls, params) -> bool:
@@ -105,3 +107,6 @@ def register() -> type[CrsaeSorter]:
         sorterlist.sorter_dict[cls_name] = CrsaeSorter
         logger.debug("registered the %r sorter with SpikeInterface", cls_name)
     return CrsaeSorter
+
+
+register()  # importing this module means SpikeInterface's sorters are loaded: register now (idempotent)

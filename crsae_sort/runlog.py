@@ -14,6 +14,14 @@ logger = logging.getLogger("crsae_sort")
 PACKAGES = ("crsae-sort", "torch", "spikeinterface", "neo", "probeinterface", "numpy", "scipy", "scikit-learn")
 
 
+def package_version() -> str:
+    """crsae-sort's own version (``0.0.0+unknown`` when run from a source tree that is not installed)."""
+    try:
+        return metadata.version("crsae-sort")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and of every package the sort depends on."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}

@@ -3,8 +3,9 @@
 Each mini-batch ``y`` ``(batch, M, N)`` takes two steps (the two-stage M-step of Tolooshams et
 al. 2020):
 
-1. dictionary: ``z_T = FISTA_T(y)``; Adam step on ``1/2 ||y - H z_T||^2`` backpropagated
-   through the unrolled encoder; every atom renormalised to unit norm; ``L`` recomputed;
+1. dictionary: ``z_T = Encoder_T(y)``; Adam step on the dictionary-gradient rule's loss
+   (:mod:`crsae_sort.model.gradients`; by default ``1/2 ||y - H z_T||^2`` backpropagated through
+   the unrolled encoder); every atom renormalised to unit norm; ``L`` recomputed;
 2. lambda: Adam step on ``log lambda`` for the Gamma-prior loss with ``z_T`` held fixed.
 
 10 % of the windows are held out; training stops when the held-out reconstruction loss has not
@@ -22,10 +23,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import CRsAE, gamma_prior, lambda_loss, reconstruction_loss
-from .params import TrainParams
+from .model.crsae import CRsAE
+from .model.gradients import get_dictionary_gradient
+from .model.losses import gamma_prior, lambda_loss, reconstruction_loss, universal_lambda
+from .oom import run_in_parts
+from .params import SortParams, TrainParams
 
 logger = logging.getLogger(__name__)
+
+
+def initial_model(init, params: SortParams, n_window: int, device: torch.device) -> CRsAE:
+    """The CRsAE training starts from: the initial dictionary, lambda at ``lambda_scale`` x the universal
+    threshold for windows of ``n_window`` samples, and the chosen encoder."""
+    options, params = params.encoder_options(), params.model
+    dictionary = torch.from_numpy(init.dictionary).to(device)
+    n_codes = n_window - dictionary.shape[-1] + 1
+    lam0 = params.lambda_scale * universal_lambda(len(dictionary), n_codes)
+    model = CRsAE(dictionary, torch.full((len(dictionary),), lam0, device=device), params.n_iterations,
+                  params.positive_codes, torch.from_numpy(init.amplitudes).to(device), encoder=params.encoder,
+                  encoder_options=options)
+    logger.info("model: %d templates x %d channels x %d samples, encoder %s, T=%d, L=%.3f, lambda0=%.3f",
+                *dictionary.shape, params.encoder, model.n_iter, model.lipschitz, lam0)
+    return model
 
 
 @dataclass
@@ -54,7 +73,8 @@ def sample_windows(recording, n_windows: int, n_samples: int, seed: int) -> np.n
 
 
 def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prior_strength: float,
-          seed: int, progress: bool = False, checkpoint: Path | None = None) -> TrainingResult:
+          seed: int, progress: bool = False, checkpoint: Path | None = None,
+          dictionary_gradient: str = "ae-ls") -> TrainingResult:
     """Fit ``model`` in place on ``windows`` ``(n, M, N)``; returns the loss and lambda history.
 
     The Gamma prior on each lambda_c has mean lambda_c at the start of training and
@@ -64,6 +84,7 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     checkpoint is resumed from: the result is identical to an uninterrupted run.
     """
     device = model.dictionary.device
+    rule = get_dictionary_gradient(dictionary_gradient)
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(windows), generator=gen).numpy()
     n_val = max(1, len(windows) // 10)
@@ -91,7 +112,7 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
             b = st.batch
             y = torch.from_numpy(train_set[st.perm[b * batch: (b + 1) * batch]]).to(device)
             opt_dict.zero_grad(set_to_none=True)
-            z, loss, n_micro = _dictionary_gradient(model, y, n_micro)
+            z, loss, n_micro = _dictionary_gradient(rule, model, y, n_micro)
             opt_dict.step()
             model.normalize_()
             lam_loss = lambda_loss(z.detach(), model.lam, shape_r, rate_delta) / n_e
@@ -113,8 +134,7 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     if st.step > st.history[-1]["step"]:  # the last steps were not evaluated yet (or fewer than eval_every)
         _evaluate(st, model, val, loss.item(), params.patience)
     bar.close()
-    model.load_state_dict(st.best_state)
-    model.refresh_lipschitz()
+    model.load_state_dict(st.best_state)  # L is part of the state
     result = TrainingResult(history=st.history, best_step=st.best_step, n_steps=st.step,
                             seconds=time.perf_counter() - t0)
     logger.info("training: %d steps in %.1f s, best held-out loss %.5f at step %d (start %.5f)",
@@ -122,32 +142,28 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     return result
 
 
-def _dictionary_gradient(model: CRsAE, y: torch.Tensor, n_micro: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Backpropagate the reconstruction loss of batch ``y``; returns codes, loss and micro-batch count.
+def _dictionary_gradient(rule, model: CRsAE, y: torch.Tensor, n_micro: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Backpropagate ``rule``'s loss of batch ``y``; returns codes, loss and micro-batch count.
 
     The batch is processed in ``n_micro`` equal parts with gradients accumulated (the same
     gradient as one pass); on GPU out-of-memory the number of parts doubles and the step is
-    redone, and the larger count is kept for the rest of training.
+    redone (:func:`crsae_sort.oom.run_in_parts`), and the larger count is kept for the rest of
+    training.
     """
-    while True:
-        try:
-            codes, total = [], 0.0
-            for part in torch.tensor_split(y, n_micro):
-                z, y_hat = model(part)
-                loss = reconstruction_loss(part, y_hat) * (len(part) / len(y))
-                loss.backward()
-                codes.append(z.detach())
-                total += loss.item()
-            return torch.cat(codes), torch.tensor(total), n_micro
-        except torch.OutOfMemoryError:
-            if n_micro >= len(y):
-                raise
-            model.dictionary.grad = None
-            if y.is_cuda:
-                torch.cuda.empty_cache()
-            n_micro = min(2 * n_micro, len(y))
-            logger.warning("out of memory on a batch of %d windows on %s: continuing in %d micro-batches",
-                           len(y), y.device, n_micro)
+    def part_gradient(part):
+        z, loss = rule(model, part)
+        loss = loss * (len(part) / len(y))
+        loss.backward()
+        return z.detach(), loss.item()
+
+    def forget():
+        model.dictionary.grad = None
+
+    parts, n_micro = run_in_parts(part_gradient, y, n_micro, what="a batch of windows", on_retry=forget)
+    total = 0.0
+    for _, loss in parts:
+        total += loss
+    return torch.cat([z for z, _ in parts]), torch.tensor(total), n_micro
 
 
 @dataclass
@@ -189,7 +205,6 @@ def _save(path: Path, st: _State, model, opt_dict, opt_lam, gen) -> None:
 def _load(path: Path, model, opt_dict, opt_lam, gen) -> _State:
     blob = torch.load(path, map_location=model.dictionary.device, weights_only=False)
     model.load_state_dict(blob["model"])
-    model.refresh_lipschitz()
     opt_dict.load_state_dict(blob["opt_dict"])
     opt_lam.load_state_dict(blob["opt_lam"])
     gen.set_state(blob["gen"].cpu())
@@ -198,21 +213,16 @@ def _load(path: Path, model, opt_dict, opt_lam, gen) -> _State:
 
 @torch.no_grad()
 def _validation_loss(model: CRsAE, val: torch.Tensor) -> float:
-    """Held-out ``1/2 ||y - H z_T||^2`` per element; split into parts on GPU out-of-memory."""
-    n_parts = 1
-    while True:
-        try:
-            total = 0.0
-            for part in torch.tensor_split(val, n_parts):
-                z, y_hat = model(part)
-                total += float(reconstruction_loss(part, y_hat)) * len(part)
-            return total / len(val)
-        except torch.OutOfMemoryError:
-            if n_parts >= len(val):
-                raise
-            if val.is_cuda:
-                torch.cuda.empty_cache()
-            n_parts = min(2 * n_parts, len(val))
+    """Held-out ``1/2 ||y - H z_T||^2`` per element; in parts on GPU out-of-memory."""
+    def part_loss(part):
+        z, y_hat = model(part)
+        return float(reconstruction_loss(part, y_hat)) * len(part)
+
+    losses, _ = run_in_parts(part_loss, val, what="the held-out windows")
+    total = 0.0
+    for loss in losses:
+        total += loss
+    return total / len(val)
 
 
 def _bar(total: int, enabled: bool, initial: int = 0):

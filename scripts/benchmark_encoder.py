@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from crsae_sort.fista import fista
-from crsae_sort.operators import H_adjoint, lipschitz_constant
+from crsae_sort.model.encoders.fista import fista
+from crsae_sort.model.operator import H_adjoint, lipschitz_constant
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

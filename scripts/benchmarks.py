@@ -27,7 +27,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 def convex(plan: str, workdir: Path, device: str = "cpu") -> None:
     """`crsae-sort bench convex` into docs: table, JSON and the cost/memory figure."""
     sys.path.insert(0, str(ROOT))
-    from crsae_sort.bench_convex import describe, headline, plot, run, table
+    from crsae_sort.bench.convex import describe, headline, plot, run, table
 
     rows = run(workdir / "convex", plan, device=device)
     figure = ROOT / "docs" / "img" / "convex_cost_memory.png"
@@ -58,7 +58,7 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("crsae_sort.bench_convex").setLevel(logging.INFO)
+    logging.getLogger("crsae_sort.bench.convex").setLevel(logging.INFO)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_benchmarks_"))
     t0 = time.perf_counter()
     if "convex" not in args.skip:

@@ -52,3 +52,18 @@ def random_dictionary(n_atoms, n_channels, k, dtype=torch.float64, seed=0):
 
 
 logging.getLogger("crsae_sort").setLevel(logging.INFO)
+
+
+def _devices():
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out.append(pytest.param("cuda", marks=pytest.mark.gpu))
+    else:
+        out.append(pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skip(reason="no CUDA GPU")]))
+    return out
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """Every device test runs on the CPU; the CUDA copy runs under ``-m gpu`` where a GPU exists."""
+    return torch.device(request.param)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from crsae_sort import InputError, sort
 from crsae_sort.cli import main
-from crsae_sort.reading import open_recording
+from crsae_sort.io.reading import open_recording
 
 FS = 30000.0
 
@@ -22,7 +22,7 @@ def noise_recording(n_samples=60000, n_channels=4, dtype="float32", seed=0):
 
 
 def with_tetrode(recording):
-    from crsae_sort.reading import _with_probe, load_probe
+    from crsae_sort.io.reading import _with_probe, load_probe
 
     return _with_probe(recording, load_probe("tetrode", recording.get_num_channels()))
 

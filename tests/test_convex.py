@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import random_dictionary
-from crsae_sort import convex
-from crsae_sort.operators import H, lipschitz_constant
+from crsae_sort.bench import convex_solvers as convex
+from crsae_sort.model.operator import H, lipschitz_constant
 
 
 def _problem(amplitude=20.0, n=3000, seed=0):
@@ -63,7 +63,7 @@ def test_cbp_recovers_spike_times_and_units():
 
 
 def test_bench_convex_tiny_plan(tmp_path, sorted_demo):
-    from crsae_sort.bench_convex import plot, run, save_problem, table
+    from crsae_sort.bench.convex import plot, run, save_problem, table
 
     recording, gt, result = sorted_demo
     save_problem(tmp_path, recording, gt, result.model, result.params)
@@ -85,7 +85,7 @@ def test_bench_convex_tiny_plan(tmp_path, sorted_demo):
 
 
 def test_bench_convex_refuses_unknown_method(tmp_path):
-    from crsae_sort.bench_convex import run
+    from crsae_sort.bench.convex import run
     from crsae_sort.errors import InputError
 
     with pytest.raises(InputError, match="unknown method"):

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from crsae_sort.model.encoders.fista import Fista
+
 from crsae_sort import InputError, sort
-from crsae_sort.outfolder import partial_path
-from crsae_sort.reading import open_recording
+from crsae_sort.io.outfolder import partial_path
+from crsae_sort.io.reading import open_recording
 
 # long enough training to be killed in the middle; 2 threads in every process for identical arithmetic
 RESUME_PARAMS = {"max_epochs": 6, "eval_every": 2, "patience": 1000, "n_windows": 120, "num_threads": 2,
@@ -58,7 +60,7 @@ def test_resume_without_an_interrupted_run_is_refused(short_folder, tmp_path):
 
 
 def test_disk_full_while_writing_is_a_clean_error(short_folder, tmp_path, monkeypatch):
-    import crsae_sort.export as export
+    import crsae_sort.io.results as export
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -86,10 +88,11 @@ def test_unwritable_parent_is_refused_before_work(short_folder, tmp_path):
 
 
 def _oom_above(limit, real):
-    def wrapped(y, *args, **kwargs):
+    """``Encoder.forward`` that runs out of memory on batches of more than ``limit`` windows."""
+    def wrapped(self, y, *args, **kwargs):
         if y.shape[0] > limit:
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
-        return real(y, *args, **kwargs)
+        return real(self, y, *args, **kwargs)
     return wrapped
 
 
@@ -103,7 +106,7 @@ def test_out_of_memory_in_inference_splits_the_batch(monkeypatch, caplog):
     expected = infer.detect_spikes(model, recording, params)
     monkeypatch.setattr(infer, "ROW", 256)  # many rows per chunk
     dense_rows = infer.detect_spikes(model, recording, params)
-    monkeypatch.setattr(infer, "fista", _oom_above(2, infer.fista))
+    monkeypatch.setattr(Fista, "forward", _oom_above(2, Fista.forward))
     with caplog.at_level("WARNING", logger="crsae_sort"):
         split = infer.detect_spikes(model, recording, params)
     assert "out of memory" in caplog.text
@@ -112,8 +115,7 @@ def test_out_of_memory_in_inference_splits_the_batch(monkeypatch, caplog):
 
 
 def test_out_of_memory_in_training_continues_in_micro_batches(monkeypatch, caplog):
-    import crsae_sort.model as model_module
-    from crsae_sort.model import CRsAE
+    from crsae_sort.model.crsae import CRsAE
     from crsae_sort.params import TrainParams
     from crsae_sort.train import train
 
@@ -128,7 +130,7 @@ def test_out_of_memory_in_training_continues_in_micro_batches(monkeypatch, caplo
         return model, result
 
     plain_model, plain = fit()
-    monkeypatch.setattr(model_module, "fista", _oom_above(4, model_module.fista))
+    monkeypatch.setattr(Fista, "forward", _oom_above(4, Fista.forward))
     with caplog.at_level("WARNING", logger="crsae_sort"):
         small_model, small = fit()
     assert "micro-batches" in caplog.text

@@ -5,10 +5,12 @@ import torch
 from scipy.optimize import minimize
 
 from conftest import random_dictionary
-from crsae_sort.fista import fista, lasso_objective
-from crsae_sort.model import CRsAE, gamma_prior, lambda_closed_form, lambda_loss
-from crsae_sort.operators import H, lipschitz_constant
-from crsae_sort.prox import shrink
+from crsae_sort.model.encoders.fista import fista
+from crsae_sort.model.losses import lasso_objective
+from crsae_sort.model.crsae import CRsAE
+from crsae_sort.model.losses import gamma_prior, lambda_closed_form, lambda_loss
+from crsae_sort.model.operator import H, lipschitz_constant
+from crsae_sort.model.prox import shrink
 
 
 def reference_lasso(y, d, lam, positive):

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from conftest import SHARED_DATA
 from crsae_sort.cli import main
-from crsae_sort.reading import open_recording
+from crsae_sort.io.reading import open_recording
 
 OPENEPHYS = SHARED_DATA / "openephys_legacy_v067_16ch" / "v0.6.7_OpenEphys" / "Record Node 101"
 LOCUST = SHARED_DATA / "tridesclous_locust_tetrode" / "locust_trial_01.raw"

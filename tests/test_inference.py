@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from crsae_sort.infer import Spikes, detect_spikes, encode_screened, read_out
-from crsae_sort.model import CRsAE
+from crsae_sort.model.crsae import CRsAE
 from crsae_sort.params import InferenceParams
 
 FS = 15000.0

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import random_dictionary
-from crsae_sort.operators import H, H_adjoint, lipschitz_constant
+from crsae_sort.model.operator import H, H_adjoint, lipschitz_constant
 
 
 def dense_matrix(d, n_codes):

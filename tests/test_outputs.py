@@ -26,7 +26,7 @@ def exported(tmp_path_factory):
 def test_phy_folder_holds_our_templates_and_spikes(exported):
     from spikeinterface.extractors import read_phy
 
-    from crsae_sort.outputs import aligned_templates, spike_peak_samples
+    from crsae_sort.io.phy_nwb import aligned_templates, spike_peak_samples
 
     rec, result, base = exported
     phy = base / "out" / "phy"
@@ -45,7 +45,7 @@ def test_aligned_template_peak_sits_where_the_spike_times_point(exported):
     """Average the band-passed data at the reported spike times: its peak lands on ``nbefore``."""
     from spikeinterface.preprocessing import bandpass_filter
 
-    from crsae_sort.outputs import aligned_templates, spike_peak_samples
+    from crsae_sort.io.phy_nwb import aligned_templates, spike_peak_samples
 
     rec, result, _ = exported
     templates, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))

@@ -105,7 +105,7 @@ def test_too_short_and_no_probe(gt_tetrode, tmp_path):
     recording, _ = gt_tetrode
     with pytest.raises(InputError, match="only"):
         sort(recording.frame_slice(0, 300), tmp_path / "o", progress=False)
-    from crsae_sort.reading import open_recording
+    from crsae_sort.io.reading import open_recording
 
     bare = NumpyRecording([np.zeros((30000, 4), np.float32)], 30000.0)
     bare.save(folder=tmp_path / "bare")

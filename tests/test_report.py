@@ -104,7 +104,7 @@ def test_report_command_falls_back_to_recording_option_and_explains_errors(repor
 def test_training_bar_with_eta_only_when_asked(progress, capsys):
     import torch
 
-    from crsae_sort.model import CRsAE
+    from crsae_sort.model.crsae import CRsAE
     from crsae_sort.params import TrainParams
     from crsae_sort.train import train
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def aligned_templates(templates_uv: np.ndarray, peak_samples: np.ndarray) -> tup
 
 def spike_peak_samples(result) -> np.ndarray:
     """Per kept unit, the sample of its µV template that spike times point at."""
-    by_id = {u["unit_id"]: u for u in result.summary["units"]}
-    return np.array([by_id[int(u)]["peak_sample"] for u in result.sorting.unit_ids], dtype=np.int64)
+    by_id = {u.unit_id: u for u in result.summary.units}
+    return np.array([by_id[int(u)].peak_sample for u in result.sorting.unit_ids], dtype=np.int64)
 
 
 def export_phy(result, recording, folder: Path, *, copy_binary: bool = True) -> Path:
@@ -132,14 +132,13 @@ def export_nwb(result, recording, path: Path, *, session_description: str = "crs
         from pynwb.misc import Units
     except ImportError as exc:
         raise InputError("--nwb needs pynwb: pip install 'crsae-sort[nwb]' (or pip install pynwb)") from exc
-    from . import __version__
-    from .runlog import versions
+    from ..runlog import package_version, versions
 
     path = Path(path)
     fs = recording.get_sampling_frequency()
     nwb = NWBFile(session_description=session_description, identifier=str(uuid4()),
                   session_start_time=datetime.now(timezone.utc).astimezone(),
-                  source_script=f"crsae-sort {__version__}", source_script_file_name="crsae_sort")
+                  source_script=f"crsae-sort {package_version()}", source_script_file_name="crsae_sort")
     device = nwb.create_device(name="probe", description="recording probe")
     locations = _channel_locations(recording)
     groups = {}
@@ -151,20 +150,20 @@ def export_nwb(result, recording, path: Path, *, session_description: str = "crs
         nwb.add_electrode(group=groups[g], location="unknown", rel_x=float(x), rel_y=float(y),
                           channel_id=str(ch))
     region = list(range(recording.get_num_channels()))
-    nwb.units = Units(name="units", description=f"units sorted by crsae-sort {__version__}; waveform_mean is the "
+    nwb.units = Units(name="units", description=f"units sorted by crsae-sort {package_version()}; waveform_mean is the "
                       "learned template (band-passed, volts)", waveform_rate=fs, resolution=1.0 / fs,
                       electrode_table=nwb.electrodes)
     nwb.add_unit_column(name="crsae_unit_id", description="crsae-sort unit id (template index)")
     nwb.add_unit_column(name="lambda_", description="learned sparsity weight λ of the template")
-    by_id = {u["unit_id"]: u for u in result.summary["units"]}
+    by_id = {u.unit_id: u for u in result.summary.units}
     offsets = _segment_offsets_s(recording)
     for i, unit_id in enumerate(result.sorting.unit_ids):
         times = np.concatenate([result.sorting.get_unit_spike_train(unit_id, segment_index=s) / fs + offsets[s]
                                 for s in range(recording.get_num_segments())])
         nwb.add_unit(spike_times=np.sort(times), waveform_mean=result.templates_uv[i].astype(np.float64) * 1e-6,
-                     electrodes=region, crsae_unit_id=int(unit_id), lambda_=float(by_id[int(unit_id)]["lambda_"]))
-    provenance = dict(crsae_sort=__version__, versions=versions(), params=result.params.to_dict(),
-                      summary={k: v for k, v in result.summary.items() if k != "units"})
+                     electrodes=region, crsae_unit_id=int(unit_id), lambda_=float(by_id[int(unit_id)].lambda_))
+    provenance = dict(crsae_sort=package_version(), versions=versions(), params=result.params.to_dict(),
+                      summary={k: v for k, v in result.summary.to_dict().items() if k != "units"})
     nwb.add_scratch(ScratchData(name="crsae_sort_provenance", data=json.dumps(provenance, default=str),
                                 description="crsae-sort parameters, versions and run summary (JSON)"))
     with NWBHDF5IO(str(path), "w") as io:

@@ -15,7 +15,7 @@ one window with a spike, so that cvxpy and Clarabel have run once), then
 above what it held before (the input traces excluded): for the convex solvers during the timed
 solves (they hold the whole problem and its codes); for the CRsAE encoder during one more pass
 run as the sorter runs it, each chunk's codes read out into spikes and dropped (the worker is
-:mod:`crsae_sort.bench_worker`). Codes become spikes by the sorter's read-out (local maxima, the
+:mod:`crsae_sort.bench.convex_worker`). Codes become spikes by the sorter's read-out (local maxima, the
 amplitude floor), scored against the ground truth with SpikeInterface.
 """
 from __future__ import annotations
@@ -60,9 +60,9 @@ PLANS = {
 
 def prepare(folder: Path, duration_s: float, seed: int = 2205) -> Path:
     """Sort a ground-truth tetrode of ``duration_s`` and save the problem to ``folder/problem.npz``."""
-    from .demo import ground_truth_tetrode
-    from .params import SortParams
-    from .pipeline import sort
+    from ..demo import ground_truth_tetrode
+    from ..params import SortParams
+    from ..pipeline import sort
 
     path = folder / "problem.npz"
     if path.exists() and float(np.load(path)["duration_s"]) >= duration_s:
@@ -75,15 +75,18 @@ def prepare(folder: Path, duration_s: float, seed: int = 2205) -> Path:
 
 def save_problem(folder: Path, recording, gt_sorting, model, params) -> Path:
     """Write ``problem.npz``: the preprocessed traces ``y`` ``(M, N)``, the model and the ground truth."""
-    from .demo import unit_snrs
-    from .infer import peak_offsets
-    from .preprocess import preprocess
+    from ..demo import unit_snrs
+    from ..infer import peak_offsets
+    from ..preprocess import preprocess
 
     folder.mkdir(parents=True, exist_ok=True)
     pre = preprocess(recording, params.preprocess, params.run.seed)
     y = pre.recording.get_traces(segment_index=0).T.astype(np.float32)
     gt = gt_sorting.to_spike_vector()
     path = folder / "problem.npz"
+    from ..io.results import save_torch
+
+    save_torch(model.to_state(), folder / "model.pt")  # the worker rebuilds the model from its state
     np.savez(path, y=y, dictionary=model.dictionary.detach().cpu().numpy(), lam=model.lam.detach().cpu().numpy(),
              reference=model.reference_amplitude.cpu().numpy(), offsets=peak_offsets(model.dictionary),
              n_iter=model.n_iter, decimation=pre.decimation, fs=recording.get_sampling_frequency(),
@@ -96,7 +99,7 @@ def save_problem(folder: Path, recording, gt_sorting, model, params) -> Path:
 
 
 def _run_worker(problem: Path, method: str, length_s: float, plan_name: str, device: str) -> dict:
-    cmd = [sys.executable, "-m", "crsae_sort.bench_worker", str(problem), method, repr(length_s), plan_name, device]
+    cmd = [sys.executable, "-m", "crsae_sort.bench.convex_worker", str(problem), method, repr(length_s), plan_name, device]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -139,7 +142,7 @@ def _check_solvers(methods: tuple[str, ...]) -> None:
     """Refuse before any work when a solver's library is missing."""
     import importlib.util
 
-    from .errors import InputError
+    from ..errors import InputError
 
     needs = {"admm": "sporco", "cbp": "cvxpy"}
     missing = sorted({needs[m] for m in methods if m in needs and importlib.util.find_spec(needs[m]) is None})
@@ -156,11 +159,11 @@ def run(folder: Path, plan_name: str = "quick", methods: tuple[str, ...] | None 
     methods = tuple(methods or plan.methods)
     unknown = set(methods) - set(METHODS)
     if unknown:
-        from .errors import InputError
+        from ..errors import InputError
 
         raise InputError(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
     _check_solvers(methods)
-    from .device import describe_device, resolve_device
+    from ..device import describe_device, resolve_device
 
     device = str(resolve_device(device))
     logger.info("encoder device: %s", describe_device(resolve_device(device)))
@@ -221,7 +224,7 @@ def describe(plan_name: str, device: str = "cpu") -> str:
     """The hardware, versions and solver settings behind a table (one paragraph)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from .runlog import cpu_name
+    from ..runlog import cpu_name
 
     import torch
 
@@ -233,7 +236,7 @@ def describe(plan_name: str, device: str = "cpu") -> str:
             libs.append(f"{name} {version(name)}")
         except PackageNotFoundError:
             libs.append(f"{name} not installed")
-    from .device import describe_device, resolve_device
+    from ..device import describe_device, resolve_device
 
     where = describe_device(resolve_device(device))
     return (f"Hardware: {cpu}, {os.cpu_count()} cores (torch {torch.get_num_threads()} threads); CRsAE encoder on "

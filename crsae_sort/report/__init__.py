@@ -2,11 +2,11 @@
 
 ``build_report(OUT)`` reads a sort's output folder, reopens its recording (``recording.json``,
 or the ``recording`` given), and writes ``OUT/report/index.html`` with PNG figures beside it
-(``report_figures.py``): the learned dictionary and λ, each unit (template by probe geometry,
+(``figures.py``): the learned dictionary and λ, each unit (template by probe geometry,
 amplitudes, ISI), a stretch of the recording with the reconstruction ``H z`` and the sparse
 codes, the training curves, time per stage, SpikeInterface quality metrics and, when ground
 truth is given, the comparison with it. The page needs no network: CSS and the table-sorting
-script are inline (``report_html.py``).
+script are inline (``html.py``).
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import report_figures as figs
-from . import report_html as markup
-from .errors import InputError
+from . import figures as figs
+from . import html as markup
+from ..errors import InputError
+from ..summary import Summary
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ def build_report(output_folder: str | Path, *, recording=None, ground_truth=None
     import spikeinterface as si
     import torch
 
-    from .export import load_model
-    from .params import SortParams
-    from .preprocess import preprocess
+    from ..io.results import load_model
+    from ..params import SortParams
+    from ..preprocess import preprocess
 
     folder = Path(output_folder).resolve()
     groups = sorted(p.name for p in folder.glob("group_*") if p.is_dir())
@@ -56,7 +57,7 @@ def build_report(output_folder: str | Path, *, recording=None, ground_truth=None
     if not folder.is_dir() or missing:
         raise InputError(f"{folder} is not a crsae-sort output folder (missing {', '.join(missing) or 'folder'}); "
                          "run `crsae-sort sort INPUT -o FOLDER` first and pass that FOLDER")
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = Summary.read(folder)
     params = SortParams.from_dict(json.loads((folder / "params.json").read_text()))
     recording = _recording(folder, summary) if recording is None else recording
     _check_recording(recording, summary)
@@ -69,11 +70,12 @@ def build_report(output_folder: str | Path, *, recording=None, ground_truth=None
     sorting = si.load(folder / "sorting")
     spikes = np.load(folder / "spikes.npy")
     templates_uv = np.load(folder / "templates.npy")
-    model, blob = load_model(folder / "model.pt", torch.device("cpu"))
+    saved = load_model(folder / "model.pt", torch.device("cpu"))
+    model = saved.model
     logger.info("report: preprocessing the recording as the sort did")
     pre = preprocess(recording, params.preprocess, params.run.seed)
     sections = [_overview(folder, summary, recording, out),
-                _dictionary(model, blob, summary, out),
+                _dictionary(model, saved.model_sampling_frequency_hz, summary, out),
                 _units(summary, templates_uv, spikes, recording, out),
                 _fit(model, pre, spikes, params, recording, summary, out),
                 _training(folder, out),
@@ -86,7 +88,7 @@ def build_report(output_folder: str | Path, *, recording=None, ground_truth=None
     return page
 
 
-def _recording(folder: Path, summary: dict):
+def _recording(folder: Path, summary: Summary):
     import spikeinterface as si
 
     path = folder / "recording.json"
@@ -101,11 +103,11 @@ def _recording(folder: Path, summary: dict):
         raise InputError(f"cannot reopen the recording described in {path}: {exc}; {fix}") from exc
 
 
-def _check_recording(recording, summary: dict) -> None:
+def _check_recording(recording, summary: Summary) -> None:
     fs, n_channels = recording.get_sampling_frequency(), recording.get_num_channels()
-    if n_channels != summary["num_channels"] or abs(fs - summary["sampling_frequency_hz"]) > 1e-6 * fs:
+    if n_channels != summary.num_channels or abs(fs - summary.sampling_frequency_hz) > 1e-6 * fs:
         raise InputError(f"the recording ({n_channels} channels, {fs:g} Hz) is not the one sorted "
-                         f"({summary['num_channels']} channels, {summary['sampling_frequency_hz']:g} Hz); "
+                         f"({summary.num_channels} channels, {summary.sampling_frequency_hz:g} Hz); "
                          "pass the sorted recording")
 
 
@@ -119,18 +121,18 @@ def _load_sorting(path: Path):
                          "folder (sorting.save(folder=...))") from exc
 
 
-def _overview(folder: Path, summary: dict, recording, out: Path) -> str:
-    seconds = summary.get("seconds", {})
+def _overview(folder: Path, summary: Summary, recording, out: Path) -> str:
+    seconds = summary.seconds
     if seconds:
-        figs.plot_timing(out / "timing.png", seconds=seconds, device=summary["device"])
+        figs.plot_timing(out / "timing.png", seconds=seconds, device=summary.device)
     rows = [("output folder", str(folder)), ("recording", str(recording)),
-            ("duration", f"{summary['duration_s']:.1f} s at {summary['sampling_frequency_hz']:g} Hz; model at "
-                         f"{summary['sampling_frequency_hz'] / summary['decimation']:g} Hz"),
-            ("units", f"{len(summary['units'])} of {summary['num_templates']} templates; "
-                      f"{summary['num_spikes']} spikes"),
-            ("device", summary["device"]),
+            ("duration", f"{summary.duration_s:.1f} s at {summary.sampling_frequency_hz:g} Hz; model at "
+                         f"{summary.sampling_frequency_hz / summary.decimation:g} Hz"),
+            ("units", f"{len(summary.units)} of {summary.num_templates} templates; "
+                      f"{summary.num_spikes} spikes"),
+            ("device", summary.device),
             ("time", f"{seconds.get('total', float('nan')):.1f} s "
-                     f"({summary.get('times_real_time') or float('nan'):.2f}x real time)")]
+                     f"({summary.times_real_time or float('nan'):.2f}x real time)")]
     body = markup.table(["", ""], rows, sortable=False, css="kv")
     order = {name: i for i, name in enumerate(figs.STAGES)}
     stage_rows = [(name, f"{seconds[name]:.2f}")
@@ -141,12 +143,12 @@ def _overview(folder: Path, summary: dict, recording, out: Path) -> str:
     return markup.section("overview", "Overview", body)
 
 
-def _dictionary(model, blob: dict, summary: dict, out: Path) -> str:
+def _dictionary(model, model_sampling_frequency_hz: float, summary: Summary, out: Path) -> str:
     dictionary = model.dictionary.detach().cpu().numpy()
     kept = np.zeros(len(dictionary), bool)
-    kept[[u["unit_id"] for u in summary["units"]]] = True
+    kept[[u.unit_id for u in summary.units]] = True
     figs.plot_dictionary(out / "dictionary.png", dictionary=dictionary, lam=model.lam.detach().cpu().numpy(),
-                         kept=kept, model_sampling_frequency_hz=blob["model_sampling_frequency_hz"])
+                         kept=kept, model_sampling_frequency_hz=model_sampling_frequency_hz)
     text = ("<p>The decoder's weights are the spike templates and each ReLU bias is a template's sparsity "
             "weight λ (a larger λ asks more evidence before a spike is coded). Atoms are shown as the model "
             "sees them: whitened, unit norm, at the model rate. Templates with too few spikes are grey.</p>")
@@ -154,7 +156,7 @@ def _dictionary(model, blob: dict, summary: dict, out: Path) -> str:
                           text + markup.img("dictionary.png", "learned dictionary"))
 
 
-def _units(summary: dict, templates_uv: np.ndarray, spikes: np.ndarray, recording, out: Path) -> str:
+def _units(summary: Summary, templates_uv: np.ndarray, spikes: np.ndarray, recording, out: Path) -> str:
     fs = recording.get_sampling_frequency()
     try:
         locations = np.asarray(recording.get_channel_locations(), dtype=float)
@@ -163,14 +165,14 @@ def _units(summary: dict, templates_uv: np.ndarray, spikes: np.ndarray, recordin
     starts = np.concatenate([[0], np.cumsum([recording.get_num_samples(s) for s in
                                              range(recording.get_num_segments())])])
     parts = []
-    for row, unit in enumerate(summary["units"]):
-        u = unit["unit_id"]
+    for row, unit in enumerate(summary.units):
+        u = unit.unit_id
         mine = spikes[spikes["unit_id"] == u]
         isi = np.concatenate([np.diff(np.sort(mine["sample_index"][mine["segment_index"] == s])) / fs * 1000.0
                               for s in range(recording.get_num_segments())])
         n_viol = int(np.sum(isi < ISI_THRESHOLD_MS))
-        title = (f"unit {u}:  λ = {unit['lambda_']:.3f},  {unit['num_spikes']} spikes,  "
-                 f"{unit['firing_rate_hz']:.2f} Hz,  peak {unit['peak_uv']:.0f} µV,  "
+        title = (f"unit {u}:  λ = {unit.lambda_:.3f},  {unit.num_spikes} spikes,  "
+                 f"{unit.firing_rate_hz:.2f} Hz,  peak {unit.peak_uv:.0f} µV,  "
                  f"{n_viol} ISI < {ISI_THRESHOLD_MS:g} ms")
         name = f"unit_{u}.png"
         figs.plot_unit(out / name, unit_id=u, template_uv=templates_uv[row], locations_um=locations,
@@ -185,10 +187,11 @@ def _units(summary: dict, templates_uv: np.ndarray, spikes: np.ndarray, recordin
     return markup.section("units", "Units", text + "".join(parts))
 
 
-def _fit(model, pre, spikes: np.ndarray, params, recording, summary: dict, out: Path) -> str:
+def _fit(model, pre, spikes: np.ndarray, params, recording, summary: Summary, out: Path) -> str:
     import torch
 
-    from .infer import encode_screened, peak_offsets
+    from ..chunks import with_margin
+    from ..infer import code_mass, encode_screened, peak_offsets
 
     fs, q = recording.get_sampling_frequency(), pre.decimation
     n_fit = int(FIT_MS * fs / 1000)
@@ -200,7 +203,7 @@ def _fit(model, pre, spikes: np.ndarray, params, recording, summary: dict, out: 
     start = min(start, max(0, recording.get_num_samples(0) - n_fit))
     n_model, k = pre.recording.get_num_samples(0), model.dictionary.shape[-1]
     a, b = start // q, min(n_model, (start + n_fit) // q)
-    lo, hi = max(0, a - 2 * k), min(n_model, b + 2 * k)
+    lo, hi = with_margin(a, b, n_model, model.encoder.margin(k))
     y = torch.from_numpy(np.ascontiguousarray(pre.recording.get_traces(0, lo, hi).T, dtype=np.float32))
     with torch.no_grad():
         z = encode_screened(model, y, params.inference.screen_fraction)       # (C, n - K + 1)
@@ -209,7 +212,7 @@ def _fit(model, pre, spikes: np.ndarray, params, recording, summary: dict, out: 
     data_uv = (y.numpy().T @ back)[a - lo: b - lo]
     recon_uv = (y_hat.numpy().T @ back)[a - lo: b - lo]
     offsets = peak_offsets(model.dictionary)
-    mass = (torch.nn.functional.avg_pool1d(z[None], 3, stride=1, padding=1)[0] * 3).numpy()  # as read_out
+    mass = code_mass(z).numpy()                                              # as the read-out
     codes = np.zeros((z.shape[0], b - a), np.float32)                        # code mass at its spike's peak
     for c in range(z.shape[0]):
         idx = np.arange(a, b) - lo - offsets[c]
@@ -218,7 +221,7 @@ def _fit(model, pre, spikes: np.ndarray, params, recording, summary: dict, out: 
     shown = np.sort(np.argsort(-np.sum(recon_uv ** 2, axis=0))[:FIT_MAX_CHANNELS])
     window = spikes[(spikes["segment_index"] == 0) & (spikes["sample_index"] >= a * q)
                     & (spikes["sample_index"] < b * q)]
-    kept = {u["unit_id"] for u in summary["units"]}
+    kept = {u.unit_id for u in summary.units}
     figs.plot_fit(out / "fit.png", time_ms=np.arange(a, b) * q / fs * 1000.0, data_uv=data_uv[:, shown],
                   recon_uv=recon_uv[:, shown], channel_ids=[recording.channel_ids[m] for m in shown],
                   code_mass=codes, code_scale=model.reference_amplitude.cpu().numpy(),
@@ -245,7 +248,7 @@ def _training(folder: Path, out: Path) -> str:
     return markup.section("training", "Training", text + markup.img("training.png", "training curves"))
 
 
-def _quality(sorting, filtered_uv, summary: dict) -> str:
+def _quality(sorting, filtered_uv, summary: Summary) -> str:
     from spikeinterface.core import create_sorting_analyzer
     from spikeinterface.metrics import compute_quality_metrics
 
@@ -255,16 +258,16 @@ def _quality(sorting, filtered_uv, summary: dict) -> str:
         analyzer = create_sorting_analyzer(sorting, filtered_uv, sparse=False, format="memory", job_kwargs=_QUIET)
         analyzer.compute(["random_spikes", "templates", "noise_levels", "spike_amplitudes"], verbose=False,
                          **_QUIET)
-        bin_s = min(60.0, summary["duration_s"] / 10)  # presence ratio needs several bins
+        bin_s = min(60.0, summary.duration_s / 10)  # presence ratio needs several bins
         metrics = compute_quality_metrics(analyzer, metric_names=QUALITY_METRICS, verbose=False,
                                           metric_params={"presence_ratio": {"bin_duration_s": bin_s}}, **_QUIET)
     notes = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
     for note in notes:
         logger.info("quality metrics: %s", note)
-    by_unit = {u["unit_id"]: u for u in summary["units"]}
+    by_unit = {u.unit_id: u for u in summary.units}
     columns = list(metrics.columns)
-    rows = [[u, by_unit[u]["num_spikes"], by_unit[u]["firing_rate_hz"], by_unit[u]["lambda_"],
-             by_unit[u]["peak_uv"]] + [metrics.loc[u, c] for c in columns] for u in metrics.index]
+    rows = [[u, by_unit[u].num_spikes, by_unit[u].firing_rate_hz, by_unit[u].lambda_,
+             by_unit[u].peak_uv] + [metrics.loc[u, c] for c in columns] for u in metrics.index]
     text = (f"<p>Computed by SpikeInterface's quality metrics on the band-passed recording (presence ratio in "
             f"{bin_s:g}-s bins). Click a column header to sort.</p>")
     if notes:

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 They exist to measure the encoder against (``crsae-sort bench convex``), not to sort with.
 
-Problem (``fista.py``; y whitened to unit noise, atoms of unit norm):
+Problem (:mod:`crsae_sort.model.encoders.fista`; y whitened to unit noise, atoms of unit norm):
 
     min_z  F(z) = 1/2 ||y - H z||^2 + sum_c lambda_c ||z_c||_1,   z >= 0
 
@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .fista import fista_step, lasso_objective
+from ..model.encoders.fista import fista_iterates
+from ..model.losses import lasso_objective
 
 
 @dataclass
@@ -63,16 +64,13 @@ def fista_to_convergence(y: np.ndarray, dictionary: np.ndarray, lam: np.ndarray,
     """
     yt = torch.from_numpy(np.asarray(y, np.float64))[None]
     d = torch.from_numpy(np.asarray(dictionary, np.float64))
-    step = 1.0 / lipschitz
-    bias = torch.from_numpy(np.asarray(lam, np.float64)) * step
+    lam_t = torch.from_numpy(np.asarray(lam, np.float64))
     x_prev = yt.new_zeros(1, d.shape[0], yt.shape[-1] - d.shape[-1] + 1)
-    s, tau = x_prev, 1.0
+    iterates = fista_iterates(yt, d, lam_t, lipschitz, positive)
     for it in range(1, max_iter + 1):
-        x = fista_step(yt, s, d, bias, step, positive)
-        tau_next = (1.0 + math.sqrt(1.0 + 4.0 * tau * tau)) / 2.0
+        x = next(iterates)
         change = float((x - x_prev).norm())
-        s = x + ((tau - 1.0) / tau_next) * (x - x_prev)
-        x_prev, tau = x, tau_next
+        x_prev = x
         if change <= tol * max(float(x.norm()), 1.0):
             return Solution(x[0].numpy(), it, True)
     return Solution(x_prev[0].numpy(), max_iter, False)

@@ -1,8 +1,8 @@
 """The worker of ``crsae-sort bench convex``: one method, one length, in its own process.
 
-``python -m crsae_sort.bench_worker PROBLEM METHOD LENGTH_S PLAN DEVICE`` solves the first
-``LENGTH_S`` seconds of ``PROBLEM`` (written by :func:`crsae_sort.bench_convex.save_problem`)
-and writes one JSON line on stdout, the protocol :mod:`crsae_sort.bench_convex` reads.
+``python -m crsae_sort.bench.convex_worker PROBLEM METHOD LENGTH_S PLAN DEVICE`` solves the first
+``LENGTH_S`` seconds of ``PROBLEM`` (written by :func:`crsae_sort.bench.convex.save_problem`)
+and writes one JSON line on stdout, the protocol :mod:`crsae_sort.bench.convex` reads.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench_convex import METHODS, PLANS, BenchPlan
+from .convex import METHODS, PLANS, BenchPlan
 
 def _solve(method: str, p, y: np.ndarray, plan: BenchPlan, keep_codes: bool = True, device: str = "cpu"):
     """Codes ``(C, N - K + 1)`` of ``y`` by ``method``, CBP's own objective (else None), iterations.
@@ -24,31 +24,31 @@ def _solve(method: str, p, y: np.ndarray, plan: BenchPlan, keep_codes: bool = Tr
     """
     import torch
 
-    from . import convex
-    from .infer import encode_screened, read_out
-    from .model import CRsAE
+    from . import convex_solvers as convex
+    from ..infer import encode_screened, read_out
+    from ..model.crsae import CRsAE
 
     if method in ("crsae", "crsae-dense"):
-        model = CRsAE(torch.from_numpy(p["dictionary"]), torch.from_numpy(p["lam"]), int(p["n_iter"])).to(device)
+        from ..chunks import chunks
+
+        model = CRsAE.from_state(torch.load(p["model_path"], weights_only=True), device)
         screen = float(p["screen_fraction"]) if method == "crsae" else 0.0
         k = model.dictionary.shape[-1]
         n_codes = y.shape[-1] - k + 1
         chunk = int(float(p["chunk_s"]) * float(p["fs"]) / int(p["decimation"]))
-        margin = 8 * k
         z = np.zeros((model.dictionary.shape[0], n_codes), np.float32) if keep_codes else None
         with torch.no_grad():
-            for start in range(0, n_codes, chunk):
-                end = min(start + chunk, n_codes)
-                lo, hi = max(0, start - margin), min(y.shape[-1], end + margin + k - 1)
-                codes = encode_screened(model, torch.from_numpy(y[:, lo:hi]).to(device), screen)[:, start - lo: end - lo]
+            for c in chunks([n_codes], chunk, model.encoder.margin(k), tail=k - 1):
+                y_chunk = torch.from_numpy(y[:, c.lo:c.hi]).to(device)
+                codes = encode_screened(model, y_chunk, screen)[:, c.start - c.lo: c.end - c.lo]
                 if keep_codes:
-                    z[:, start:end] = codes.cpu().numpy()
+                    z[:, c.start:c.end] = codes.cpu().numpy()
                 else:
                     read_out(codes, 1)  # ends with a copy to the host, so GPU time is all counted
         return z, None, model.n_iter
     d, lam = p["dictionary"].astype(np.float64), p["lam"].astype(np.float64)
     if method == "fista":
-        from .operators import lipschitz_constant
+        from ..model.operator import lipschitz_constant
 
         sol = convex.fista_to_convergence(y, d, lam, lipschitz_constant(torch.from_numpy(d)), tol=plan.fista_tol)
         return sol.z, None, sol.n_iter
@@ -75,10 +75,10 @@ def worker(problem: Path, method: str, length_s: float, plan: BenchPlan, device:
 
     import torch
 
-    from . import convex
-    from .infer import read_out
+    from . import convex_solvers as convex
+    from ..infer import above_floor, read_out
 
-    p = np.load(problem)
+    p = dict(np.load(problem), model_path=Path(problem).parent / "model.pt")
     fs_model = float(p["fs"]) / int(p["decimation"])
     y = np.ascontiguousarray(p["y"][:, : int(round(length_s * fs_model))])
     warm = (0, int(0.01 * fs_model))
@@ -128,7 +128,7 @@ def worker(problem: Path, method: str, length_s: float, plan: BenchPlan, device:
     lasso = convex.objective(y, z, d, lam)
     refractory = max(1, int(round(float(p["refractory_ms"]) * fs_model / 1000)))
     pos, unit, amp = read_out(torch.from_numpy(np.asarray(z, np.float32)), refractory)
-    keep = amp >= float(p["amplitude_fraction"]) * p["reference"][unit]
+    keep = above_floor(amp, unit, p["reference"], float(p["amplitude_fraction"]))
     spike_sample = (pos[keep] + p["offsets"][unit[keep]]) * int(p["decimation"])
     return dict(method=method, length_s=length_s, times_s=times, n_iter=int(n_iter), objective=lasso,
                 own_objective=own_objective, memory_mb=max(memory, 0.0), threads=torch.get_num_threads(),
@@ -136,7 +136,7 @@ def worker(problem: Path, method: str, length_s: float, plan: BenchPlan, device:
                 spike_sample=spike_sample.tolist(), spike_unit=unit[keep].tolist())
 
 
-if __name__ == "__main__":  # the entry point used by bench_convex._run_worker
+if __name__ == "__main__":  # the entry point used by bench.convex._run_worker
     import warnings
 
     warnings.filterwarnings("ignore")

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .model import CRsAE
+from ..errors import InputError
+from ..model.crsae import STATE_FORMAT, CRsAE
 
 logger = logging.getLogger(__name__)
 
-MODEL_FORMAT = 1
 SPIKE_DTYPE = np.dtype([("sample_index", "i8"), ("segment_index", "i8"), ("unit_id", "i8"),
                         ("amplitude", "f4"), ("amplitude_uv", "f4")])
 
@@ -76,32 +78,49 @@ def save_recording_reference(recording, path: Path) -> bool:
 
 def save_model(path: Path, model: CRsAE, *, sampling_frequency_hz: float, decimation: int,
                n_channels: int, params: dict, versions: dict) -> None:
-    """``model.pt``: dictionary, lambda, reference amplitudes, encoder settings, params, versions."""
-    torch.save(dict(format=MODEL_FORMAT, dictionary=model.dictionary.detach().cpu(),
-                    lam=model.lam.detach().cpu(), reference_amplitude=model.reference_amplitude.cpu(),
-                    n_iterations=model.n_iter, positive=model.positive,
-                    model_sampling_frequency_hz=sampling_frequency_hz / decimation,
+    """``model.pt``: the model's state (:meth:`CRsAE.to_state`), its rate and channels, params, versions."""
+    save_torch(dict(model.to_state(), model_sampling_frequency_hz=sampling_frequency_hz / decimation,
                     n_channels=n_channels, params=params, versions=versions), path)
 
 
-def load_model(path: Path, device: torch.device) -> tuple[CRsAE, dict]:
-    """Read ``model.pt`` written by :func:`save_model`; returns the model and its metadata."""
-    from .errors import InputError
+@dataclass
+class SavedModel:
+    """A model read back from ``model.pt`` and what it was made for."""
+    model: CRsAE
+    n_channels: int
+    model_sampling_frequency_hz: float
+    params: dict
 
+
+def load_model(path: Path, device: torch.device) -> SavedModel:
+    """Read ``model.pt`` written by :func:`save_model`; an old or foreign file is a clear error."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
         raise InputError(f"cannot read model file {path}: {exc}; pass a model.pt written by crsae-sort") from exc
-    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-        raise InputError(f"{path} is not a crsae-sort model file (format {MODEL_FORMAT})")
-    model = CRsAE(blob["dictionary"], blob["lam"], blob["n_iterations"], blob["positive"],
-                  blob["reference_amplitude"]).to(device)
-    model.normalize_()
-    return model, blob
+    if not isinstance(blob, dict) or "format" not in blob:
+        raise InputError(f"{path} is not a crsae-sort model file")
+    if blob["format"] != STATE_FORMAT:
+        raise InputError(f"{path} is a crsae-sort model of format {blob['format']}; this version reads format "
+                         f"{STATE_FORMAT}: sort again without --model to train a new one")
+    return SavedModel(CRsAE.from_state(blob, device), int(blob["n_channels"]),
+                      float(blob["model_sampling_frequency_hz"]), dict(blob.get("params", {})))
+
+
+def save_torch(obj, path: Path) -> None:
+    """``torch.save`` through a temporary file and a rename: a killed write leaves the old file intact."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """``obj`` as indented JSON (numpy scalars and arrays converted), written through a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
 
 
 def _json_default(o):
@@ -112,3 +131,27 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
+
+
+def write_sort(folder: Path, result, recording, decimation: int, versions: dict) -> None:
+    """The files of one sort (``summary.json`` is written last, by the pipeline, with the total time)."""
+    _write_common(folder, result, recording)
+    save_model(folder / "model.pt", result.model, sampling_frequency_hz=result.summary.sampling_frequency_hz,
+               decimation=decimation, n_channels=result.summary.num_channels, params=result.params.to_dict(),
+               versions=versions)
+    if result.training is not None:
+        write_json(folder / "training.json", result.training.history)
+
+
+def write_combined(folder: Path, result, recording) -> None:
+    """The top-level files of a sort whose channel groups were sorted apart (models are per group)."""
+    _write_common(folder, result, recording)
+    write_json(folder / "summary.json", result.summary.to_dict())
+
+
+def _write_common(folder: Path, result, recording) -> None:
+    save_sorting(result.sorting, folder / "sorting")
+    save_recording_reference(recording, folder / "recording.json")
+    np.save(folder / "templates.npy", result.templates_uv)
+    np.save(folder / "spikes.npy", result.spikes)
+    write_json(folder / "params.json", result.params.to_dict())

@@ -9,7 +9,7 @@ import inspect
 import logging
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,127 @@
+"""The CRsAE module: encoder (an unrolled solver), decoder (the dictionary) and their shared weights.
+
+Tolooshams, Dey & Ba, "Deep residual autoencoders for expectation maximization-inspired
+dictionary learning", IEEE TNNLS 2020.
+
+* Encoder: ``z_T = Encoder_T(y; H, lambda)`` (:mod:`.encoders`; FISTA by default).
+* Decoder: ``y_hat = H z_T`` with the same, tied dictionary (:mod:`.operator`).
+* Losses: :mod:`.losses`; the dictionary's gradient: :mod:`.gradients`.
+
+The step size ``1/L`` of every encoder needs ``L >= ||H||^2``; ``L`` is part of the model's state
+(saved and loaded with it) and is recomputed whenever the atoms are renormalised, so a model
+built from a saved state is ready to encode without a refresh to remember.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .encoders import make_encoder
+from .encoders.base import Encoder
+from .operator import H, lipschitz_constant
+
+#: version of the state a CRsAE saves (``model.pt``, checkpoints); older files are refused
+STATE_FORMAT = 2
+
+
+class CRsAE(nn.Module):
+    """Constrained recurrent sparse autoencoder with a multichannel convolutional dictionary.
+
+    dictionary: ``(n_atoms, n_channels, n_times_atom)``, unit-norm atoms.
+    ``log_lambda``: ``(n_atoms,)``, the per-template sparsity weight on a log scale.
+    ``reference_amplitude``: ``(n_atoms,)`` buffer, the typical code of a spike of each template
+    (median over its initial cluster), used to tell spikes from small residual codes.
+    ``encoder``: a registered encoder name (``fista``) or an :class:`Encoder` instance.
+    """
+
+    def __init__(self, dictionary: torch.Tensor, lam: torch.Tensor, n_iter: int, positive: bool = True,
+                 reference_amplitude: torch.Tensor | None = None, encoder: str | Encoder = "fista",
+                 encoder_options=None):
+        super().__init__()
+        self.dictionary = nn.Parameter(dictionary.clone())
+        self.log_lambda = nn.Parameter(lam.clone().log())
+        ref = reference_amplitude if reference_amplitude is not None else torch.ones(len(dictionary))
+        self.register_buffer("reference_amplitude", ref.clone().to(dictionary.dtype))
+        if isinstance(encoder, str):
+            encoder = make_encoder(encoder, n_iter, positive, encoder_options)
+        self.encoder = encoder
+        self.lipschitz = 0.0
+        self.normalize_()
+
+    @property
+    def n_iter(self) -> int:
+        """Unrolled iterations T of the encoder."""
+        return self.encoder.n_iter
+
+    @property
+    def positive(self) -> bool:
+        """One-sided shrinkage (non-negative codes)."""
+        return self.encoder.positive
+
+    @property
+    def lam(self) -> torch.Tensor:
+        """Per-template sparsity weight ``lambda`` ``(n_atoms,)``."""
+        return self.log_lambda.exp()
+
+    @torch.no_grad()
+    def normalize_(self) -> None:
+        """Project each atom onto the unit sphere, ``h_c <- h_c / ||h_c||``, and recompute L."""
+        norms = self.dictionary.flatten(1).norm(dim=1).clamp_min(1e-12)
+        self.dictionary.div_(norms.view(-1, 1, 1))
+        self.lipschitz = lipschitz_constant(self.dictionary)
+
+    def encode(self, y: torch.Tensor, track_lambda_grad: bool = False, z0: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes ``z_T`` ``(batch, C, N - K + 1)`` of windows ``y`` ``(batch, M, N)``."""
+        lam = self.lam if track_lambda_grad else self.lam.detach()
+        return self.encoder(y, self.dictionary, lam, self.lipschitz, z0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstruction ``H z`` ``(batch, M, N)``."""
+        return H(z, self.dictionary)
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(y)
+        return z, self.decode(z)
+
+    # L travels with the weights: state_dict() saves it, load_state_dict() restores it
+    def get_extra_state(self) -> dict:
+        return dict(format=STATE_FORMAT, lipschitz=float(self.lipschitz), encoder=self.encoder.name)
+
+    def set_extra_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"model state of format {state.get('format') if isinstance(state, dict) else '?'}, "
+                             f"this crsae-sort reads format {STATE_FORMAT}")
+        if state["encoder"] != self.encoder.name:
+            raise ValueError(f"state of a model with encoder {state['encoder']!r} loaded into one with "
+                             f"encoder {self.encoder.name!r}")
+        self.lipschitz = float(state["lipschitz"])
+
+    def to_state(self) -> dict:
+        """Everything needed to rebuild this model (tensors on the CPU): see :meth:`from_state`."""
+        return dict(format=STATE_FORMAT, dictionary=self.dictionary.detach().cpu(), lam=self.lam.detach().cpu(),
+                    reference_amplitude=self.reference_amplitude.cpu(), n_iterations=self.n_iter,
+                    positive=self.positive, encoder=self.encoder.name,
+                    encoder_options=_options_dict(self.encoder.options),
+                    encoder_state={k: v.cpu() for k, v in self.encoder.state_dict().items()},
+                    lipschitz=float(self.lipschitz))
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device | str = "cpu") -> "CRsAE":
+        """The one way to rebuild a model from :meth:`to_state` (``model.pt``, checkpoints)."""
+        from .encoders import ENCODER_OPTIONS
+
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"model state of format {state.get('format')}, this crsae-sort reads format "
+                             f"{STATE_FORMAT}")
+        options = ENCODER_OPTIONS[state["encoder"]](**state["encoder_options"])
+        model = cls(state["dictionary"], state["lam"], state["n_iterations"], state["positive"],
+                    state["reference_amplitude"], encoder=state["encoder"], encoder_options=options)
+        model.encoder.load_state_dict(state["encoder_state"])
+        model.lipschitz = float(state["lipschitz"])
+        return model.to(device)
+
+
+def _options_dict(options) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}

@@ -1,0 +1,59 @@
+"""What every encoder is: an unrolled solver of the convolutional lasso with tied weights.
+
+An encoder maps windows ``y`` ``(batch, M, N)`` to codes ``z_T`` ``(batch, C, N - K + 1)`` given
+the dictionary ``h`` ``(C, M, K)``, the sparsity weights ``lambda`` ``(C,)`` and ``L >= ||H||^2``:
+
+    z_T = Encoder_T(y; H, lambda, L),  approximately  argmin_z 1/2 ||y - H z||^2 + sum_c lambda_c ||z_c||_1
+
+The dictionary and lambda are not the encoder's: they belong to the model and are passed in,
+so the decoder ``H z`` and every encoder share the same atoms (the tied weights that make the
+atoms the templates). An encoder may own extra learned weights (per-layer step sizes, say) as
+``nn.Parameter``; they are saved in the model's state.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """Base class; subclasses set ``name``, ``Options`` and ``supports_screening`` and define ``forward``.
+
+    ``supports_screening``: the first step from ``z = 0`` is ``shrink(H^T y / L, lambda / L)``,
+    so a code can only become non-zero near where ``(H^T y)_c`` approaches ``lambda_c``; the
+    inference stage may then encode only those stretches (see :mod:`crsae_sort.infer`).
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type]
+    supports_screening: ClassVar[bool] = False
+
+    def __init__(self, n_iter: int, positive: bool = True, options=None):
+        super().__init__()
+        self.n_iter = int(n_iter)
+        self.positive = bool(positive)
+        self.options = options if options is not None else self.Options()
+        if not isinstance(self.options, self.Options):
+            raise TypeError(f"encoder {self.name!r} takes {self.Options.__name__}, not {type(self.options).__name__}")
+
+    def margin(self, n_times_atom: int) -> int:
+        """Samples of context each side of a chunk so that codes inside it match an unchunked run."""
+        return 8 * n_times_atom
+
+    def forward(self, y: torch.Tensor, dictionary: torch.Tensor, lam: torch.Tensor, lipschitz: float,
+                z0: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"T={self.n_iter}, positive={self.positive}"
+
+
+def zero_codes(y: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
+    """``z = 0`` ``(batch, C, N - K + 1)`` for windows ``y``; a window shorter than a template is an error."""
+    n_codes = y.shape[-1] - dictionary.shape[-1] + 1
+    if n_codes < 1:
+        raise ValueError(f"window of {y.shape[-1]} samples is shorter than a template "
+                         f"({dictionary.shape[-1]} samples)")
+    return y.new_zeros(y.shape[0], dictionary.shape[0], n_codes)
