@@ -27,7 +27,6 @@ import torch.nn.functional as F
 
 from .chunks import chunks
 from .model.crsae import CRsAE
-from .model.operator import H_adjoint
 from .oom import run_in_parts
 from .params import InferenceParams
 
@@ -119,7 +118,7 @@ def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float) -> to
     n_codes = y.shape[-1] - k + 1
     if screen_fraction <= 0 or not model.encoder.supports_screening:
         return model.encode(y[None])[0]
-    corr = H_adjoint(y[None], d)[0]
+    corr = model.operator().H_adjoint(y[None])[0]
     score = ((corr if model.positive else corr.abs()) / lam[:, None]).amax(dim=0)
     pad = 2 * k
     active = F.max_pool1d((score >= screen_fraction).float()[None, None], 2 * pad + 1, stride=1, padding=pad)

@@ -72,7 +72,7 @@ def build_result(recording, pre, model, spikes: Spikes, params: SortParams, trai
     summary = Summary(units=units, num_spikes=int(len(table)), num_templates=int(len(counts)),
                       duration_s=duration_s, sampling_frequency_hz=fs, decimation=pre.decimation,
                       num_channels=recording.get_num_channels(), device=describe_device(device),
-                      training_steps=training.n_steps if training else 0, lipschitz=model.lipschitz)
+                      training_steps=training.n_steps if training else 0, lipschitz=float(model.lipschitz))
     return SortResult(sorting=sorting, templates_uv=tpl, spikes=table, model=model, params=params,
                       summary=summary, training=training)
 

@@ -154,16 +154,16 @@ def _dictionary_gradient(rule, model: CRsAE, y: torch.Tensor, n_micro: int) -> t
         z, loss = rule(model, part)
         loss = loss * (len(part) / len(y))
         loss.backward()
-        return z.detach(), loss.item()
+        return z.detach(), loss.detach().double()  # no .item(): a GPU need not wait here
 
     def forget():
         model.dictionary.grad = None
 
     parts, n_micro = run_in_parts(part_gradient, y, n_micro, what="a batch of windows", on_retry=forget)
-    total = 0.0
-    for _, loss in parts:
-        total += loss
-    return torch.cat([z for z, _ in parts]), torch.tensor(total), n_micro
+    total = parts[0][1]
+    for _, loss in parts[1:]:
+        total = total + loss
+    return torch.cat([z for z, _ in parts]), total, n_micro
 
 
 @dataclass

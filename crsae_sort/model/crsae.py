@@ -18,7 +18,7 @@ from torch import nn
 
 from .encoders import make_encoder
 from .encoders.base import Encoder
-from .operator import H, lipschitz_constant
+from .operator import ConvOperator, lipschitz_bound, lipschitz_constant
 
 #: version of the state a CRsAE saves (``model.pt``, checkpoints); older files are refused
 STATE_FORMAT = 2
@@ -65,19 +65,30 @@ class CRsAE(nn.Module):
 
     @torch.no_grad()
     def normalize_(self) -> None:
-        """Project each atom onto the unit sphere, ``h_c <- h_c / ||h_c||``, and recompute L."""
+        """Project each atom onto the unit sphere, ``h_c <- h_c / ||h_c||``, and recompute L.
+
+        On a GPU, L stays a tensor on the device (training runs without a host round trip per
+        step); on the CPU it is a Python float.
+        """
         norms = self.dictionary.flatten(1).norm(dim=1).clamp_min(1e-12)
         self.dictionary.div_(norms.view(-1, 1, 1))
-        self.lipschitz = lipschitz_constant(self.dictionary)
+        if self.dictionary.is_cuda:
+            self.lipschitz = lipschitz_bound(self.dictionary)
+        else:
+            self.lipschitz = lipschitz_constant(self.dictionary)
 
     def encode(self, y: torch.Tensor, track_lambda_grad: bool = False, z0: torch.Tensor | None = None) -> torch.Tensor:
         """Codes ``z_T`` ``(batch, C, N - K + 1)`` of windows ``y`` ``(batch, M, N)``."""
         lam = self.lam if track_lambda_grad else self.lam.detach()
-        return self.encoder(y, self.dictionary, lam, self.lipschitz, z0)
+        return self.encoder(y, self.operator(), lam, self.lipschitz, z0)
+
+    def operator(self) -> ConvOperator:
+        """``H`` and ``H^T`` of the current dictionary (a view: it follows the parameter)."""
+        return ConvOperator(self.dictionary)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction ``H z`` ``(batch, M, N)``."""
-        return H(z, self.dictionary)
+        return self.operator().H(z)
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encode(y)

@@ -36,6 +36,32 @@ def H_adjoint(y: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
     return _Analysis.apply(y, dictionary)
 
 
+class ConvOperator:
+    """The operator view of a dense dictionary ``(n_atoms, n_channels, n_times_atom)``: ``H`` and ``H^T``.
+
+    Encoders take an operator rather than a tensor, so that a dictionary with another layout
+    (atoms restricted to their channels, say) only needs its own operator with the same two
+    methods and attributes.
+    """
+
+    def __init__(self, dictionary: torch.Tensor):
+        self.dictionary = dictionary
+        self.n_atoms, self.n_channels, self.n_times_atom = dictionary.shape
+
+    def H(self, z: torch.Tensor) -> torch.Tensor:
+        """``H z``: ``(batch, C, n_codes)`` -> ``(batch, M, n_codes + K - 1)``."""
+        return H(z, self.dictionary)
+
+    def H_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """``H^T y``: ``(batch, M, N)`` -> ``(batch, C, N - K + 1)``."""
+        return H_adjoint(y, self.dictionary)
+
+
+def as_operator(dictionary) -> "ConvOperator":
+    """``dictionary`` if it already is an operator, else the dense operator of the tensor."""
+    return ConvOperator(dictionary) if isinstance(dictionary, torch.Tensor) else dictionary
+
+
 def _synthesis(z: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
     k = dictionary.shape[-1]
     weight = dictionary.flip(-1).transpose(0, 1)  # (M, C, K)
@@ -87,8 +113,8 @@ class _Analysis(torch.autograd.Function):
         return grad_y, grad_d
 
 
-def lipschitz_constant(dictionary: torch.Tensor, n_fft: int | None = None) -> float:
-    """Upper bound ``L >= ||H||^2`` valid for every signal length.
+def lipschitz_bound(dictionary: torch.Tensor, n_fft: int | None = None) -> torch.Tensor:
+    """Upper bound ``L >= ||H||^2`` valid for every signal length, as a float64 0-dim tensor.
 
     ``H`` is a multichannel convolution, so ``||H||^2 <= sup_w lambda_max(Hhat(w)^* Hhat(w))``,
     where ``Hhat(w)`` is the ``M x C`` matrix of template spectra at frequency ``w``. The
@@ -96,9 +122,10 @@ def lipschitz_constant(dictionary: torch.Tensor, n_fft: int | None = None) -> fl
     the smaller Gram matrix (``min(M, C)`` square). Power iteration on ``H^T H`` would
     approach ``||H||^2`` from below, for one signal length only; this bound holds for every
     length. A 0.5 % margin covers the gap between the grid and the continuous supremum.
+    Computed on the dictionary's device, so on a GPU it costs no host round trip.
     """
     with torch.no_grad():
-        d = dictionary.detach().to(torch.float64).cpu()
+        d = dictionary.detach().to(torch.float64)
         n_atoms, n_channels, k = d.shape
         n_fft = n_fft or max(1024, 16 * k)
         spec = torch.fft.rfft(d, n=n_fft, dim=-1).permute(2, 1, 0)  # (F, M, C)
@@ -106,4 +133,9 @@ def lipschitz_constant(dictionary: torch.Tensor, n_fft: int | None = None) -> fl
             gram = spec @ spec.conj().transpose(1, 2)
         else:
             gram = spec.conj().transpose(1, 2) @ spec
-        return float(torch.linalg.eigvalsh(gram)[:, -1].max()) * 1.005
+        return torch.linalg.eigvalsh(gram)[:, -1].max() * 1.005
+
+
+def lipschitz_constant(dictionary: torch.Tensor, n_fft: int | None = None) -> float:
+    """:func:`lipschitz_bound` computed on the CPU, as a Python float."""
+    return float(lipschitz_bound(dictionary.detach().cpu(), n_fft))

@@ -1,7 +1,8 @@
 """What every encoder is: an unrolled solver of the convolutional lasso with tied weights.
 
 An encoder maps windows ``y`` ``(batch, M, N)`` to codes ``z_T`` ``(batch, C, N - K + 1)`` given
-the dictionary ``h`` ``(C, M, K)``, the sparsity weights ``lambda`` ``(C,)`` and ``L >= ||H||^2``:
+the dictionary's operator ``H`` (``op.H``, ``op.H_adjoint``; :mod:`crsae_sort.model.operator`),
+the sparsity weights ``lambda`` ``(C,)`` and ``L >= ||H||^2``:
 
     z_T = Encoder_T(y; H, lambda, L),  approximately  argmin_z 1/2 ||y - H z||^2 + sum_c lambda_c ||z_c||_1
 
@@ -42,7 +43,7 @@ class Encoder(nn.Module):
         """Samples of context each side of a chunk so that codes inside it match an unchunked run."""
         return 8 * n_times_atom
 
-    def forward(self, y: torch.Tensor, dictionary: torch.Tensor, lam: torch.Tensor, lipschitz: float,
+    def forward(self, y: torch.Tensor, op, lam: torch.Tensor, lipschitz: float,
                 z0: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -50,10 +51,13 @@ class Encoder(nn.Module):
         return f"T={self.n_iter}, positive={self.positive}"
 
 
-def zero_codes(y: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
-    """``z = 0`` ``(batch, C, N - K + 1)`` for windows ``y``; a window shorter than a template is an error."""
-    n_codes = y.shape[-1] - dictionary.shape[-1] + 1
+def zero_codes(y: torch.Tensor, op) -> torch.Tensor:
+    """``z = 0`` ``(batch, C, N - K + 1)`` for windows ``y``; a window shorter than a template is an error.
+
+    ``op``: the dictionary's operator (:class:`~crsae_sort.model.operator.ConvOperator` or alike).
+    """
+    n_codes = y.shape[-1] - op.n_times_atom + 1
     if n_codes < 1:
         raise ValueError(f"window of {y.shape[-1]} samples is shorter than a template "
-                         f"({dictionary.shape[-1]} samples)")
-    return y.new_zeros(y.shape[0], dictionary.shape[0], n_codes)
+                         f"({op.n_times_atom} samples)")
+    return y.new_zeros(y.shape[0], op.n_atoms, n_codes)

@@ -22,19 +22,20 @@ from collections.abc import Iterator
 
 import torch
 
-from ..operator import H, H_adjoint
+from ..operator import as_operator
 from ..prox import shrink
 from .base import Encoder, zero_codes
 from .options import FistaOptions
 
 
-def proximal_gradient_step(y: torch.Tensor, s: torch.Tensor, dictionary: torch.Tensor, bias: torch.Tensor,
+def proximal_gradient_step(y: torch.Tensor, s: torch.Tensor, op, bias: torch.Tensor,
                            step: float, positive: bool) -> torch.Tensor:
     """One proximal-gradient step ``shrink(s + step * H^T (y - H s), bias)``.
 
-    y: ``(batch, M, N)``; s: ``(batch, C, N - K + 1)``; bias: ``(C,)`` (already scaled by ``step``).
+    y: ``(batch, M, N)``; s: ``(batch, C, N - K + 1)``; op: the dictionary's operator;
+    bias: ``(C,)`` (already scaled by ``step``).
     """
-    return shrink(s + step * H_adjoint(y - H(s, dictionary), dictionary), bias, positive)
+    return shrink(s + step * op.H_adjoint(y - op.H(s)), bias, positive)
 
 
 def momentum(tau: float) -> tuple[float, float]:
@@ -43,29 +44,33 @@ def momentum(tau: float) -> tuple[float, float]:
     return tau_next, (tau - 1.0) / tau_next
 
 
-def fista_iterates(y: torch.Tensor, dictionary: torch.Tensor, lam: torch.Tensor, lipschitz: float,
+def fista_iterates(y: torch.Tensor, dictionary, lam: torch.Tensor, lipschitz: float,
                    positive: bool = True, z0: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    """The FISTA iterates ``x_1, x_2, ...`` ``(batch, C, N - K + 1)``, without end; the caller stops."""
+    """The FISTA iterates ``x_1, x_2, ...`` ``(batch, C, N - K + 1)``, without end; the caller stops.
+
+    ``dictionary``: a tensor ``(C, M, K)`` or an operator (:func:`~crsae_sort.model.operator.as_operator`).
+    """
+    op = as_operator(dictionary)
     step = 1.0 / lipschitz
     bias = lam * step
-    x_prev = z0 if z0 is not None else zero_codes(y, dictionary)
+    x_prev = z0 if z0 is not None else zero_codes(y, op)
     s, tau = x_prev, 1.0
     while True:
-        x = proximal_gradient_step(y, s, dictionary, bias, step, positive)
+        x = proximal_gradient_step(y, s, op, bias, step, positive)
         tau, beta = momentum(tau)
         s = x + beta * (x - x_prev)
         x_prev = x
         yield x
 
 
-def fista(y: torch.Tensor, dictionary: torch.Tensor, lam: torch.Tensor, lipschitz: float,
+def fista(y: torch.Tensor, dictionary, lam: torch.Tensor, lipschitz: float,
           n_iter: int, positive: bool = True, z0: torch.Tensor | None = None) -> torch.Tensor:
     """Run ``n_iter`` FISTA iterations and return the codes ``(batch, C, N - K + 1)``.
 
     Differentiable with respect to ``dictionary`` (backpropagation through the unrolled
     encoder, the ``g_ae-ls`` gradient of Tolooshams & Ba, TMLR 2022) and to ``lam``.
     """
-    x = z0 if z0 is not None else zero_codes(y, dictionary)
+    x = z0 if z0 is not None else zero_codes(y, as_operator(dictionary))
     iterates = fista_iterates(y, dictionary, lam, lipschitz, positive, z0)
     for _ in range(n_iter):
         x = next(iterates)
@@ -79,5 +84,5 @@ class Fista(Encoder):
     Options = FistaOptions
     supports_screening = True
 
-    def forward(self, y, dictionary, lam, lipschitz, z0=None):
-        return fista(y, dictionary, lam, lipschitz, self.n_iter, self.positive, z0)
+    def forward(self, y, op, lam, lipschitz, z0=None):
+        return fista(y, op, lam, lipschitz, self.n_iter, self.positive, z0)

@@ -10,6 +10,7 @@ are further from the lasso solution; it is here to measure what momentum buys.
 """
 from __future__ import annotations
 
+from ..operator import as_operator
 from .base import Encoder, zero_codes
 from .fista import proximal_gradient_step
 from .options import IstaOptions
@@ -22,10 +23,11 @@ class Ista(Encoder):
     Options = IstaOptions
     supports_screening = True
 
-    def forward(self, y, dictionary, lam, lipschitz, z0=None):
-        z = z0 if z0 is not None else zero_codes(y, dictionary)
+    def forward(self, y, op, lam, lipschitz, z0=None):
+        op = as_operator(op)
+        z = z0 if z0 is not None else zero_codes(y, op)
         step = 1.0 / lipschitz
         bias = lam * step
         for _ in range(self.n_iter):
-            z = proximal_gradient_step(y, z, dictionary, bias, step, self.positive)
+            z = proximal_gradient_step(y, z, op, bias, step, self.positive)
         return z
