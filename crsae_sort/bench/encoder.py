@@ -12,17 +12,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
-import torch
-
-from crsae_sort.model.encoders.fista import fista
-from crsae_sort.model.operator import H_adjoint, lipschitz_constant
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+from .docs import DOC, write_block
 
 
-def timed(fn, device, repeats=5):
+def timed(fn, device, repeats: int = 5) -> float:
+    """Median seconds of ``repeats`` calls of ``fn`` after one warm-up (synchronised on CUDA)."""
+    import torch
+
     fn()
     out = []
     for _ in range(repeats):
@@ -36,11 +33,16 @@ def timed(fn, device, repeats=5):
     return statistics.median(out)
 
 
-def main():
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--no-doc", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args(argv)
+    import torch
+
+    from ..model.encoders.fista import fista
+    from ..model.operator import H_adjoint, lipschitz_constant
+
     device = torch.device(args.device)
     c, m, k, t_iter = 6, 4, 30, 50
     g = torch.Generator().manual_seed(0)
@@ -70,8 +72,6 @@ def main():
                        "| what | ms | GFLOP/s |", "|---|---|---|", *lines])
     print(table)
     if not args.no_doc:
-        from benchmark_speed import write_block  # scripts/ is on sys.path when a script runs
-
         write_block(DOC, "ENCODER", table)
 
 

@@ -20,8 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
+from .docs import DOC, hardware, write_block
 
 CHILD = r"""
 import json, resource, sys, threading, time, warnings
@@ -54,7 +53,8 @@ print(json.dumps(dict(wall_s=wall, stages=result.summary["seconds"], peak_mb=pea
 
 
 def make_recording(folder: Path, duration_s: float, seed: int = 1):
-    from crsae_sort.demo import ground_truth_tetrode
+    """The demo's ground-truth tetrode of ``duration_s``, saved once into ``folder``; its two folders."""
+    from ..demo import ground_truth_tetrode
 
     rec_folder, gt_folder = folder / f"rec_{int(duration_s)}s", folder / f"gt_{int(duration_s)}s"
     if not rec_folder.exists():
@@ -65,6 +65,7 @@ def make_recording(folder: Path, duration_s: float, seed: int = 1):
 
 
 def run_once(rec_folder: Path, gt_folder: Path, out: Path) -> dict:
+    """One sort in a fresh process (``CHILD``): its wall time, stages, peak memory and accuracy."""
     import shutil
 
     shutil.rmtree(out.parent / f".{out.name}.partial", ignore_errors=True)  # left by an interrupted benchmark
@@ -75,6 +76,7 @@ def run_once(rec_folder: Path, gt_folder: Path, out: Path) -> dict:
 
 
 def encoder_floor_row(runs: list[dict], duration_s: float) -> str:
+    """The encoder's dense-equivalent flops (4 C M K per code sample and iteration) against its stage time."""
     r = runs[0]
     code_rate = 30000.0 / r["decimation"]
     flops = 4 * r["n_templates"] * r["n_channels"] * r["k"] * r["n_iter"] * code_rate * duration_s
@@ -84,32 +86,14 @@ def encoder_floor_row(runs: list[dict], duration_s: float) -> str:
             f"inference stage {inference:.1f} s = {flops / inference / 1e9:.1f} GFLOP/s effective")
 
 
-def hardware() -> str:
-    import torch
-
-    from crsae_sort.runlog import cpu_name
-
-    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU"
-
-
-def write_block(doc: Path, marker: str, text: str) -> None:
-    """Replace the text between ``<!-- MARKER:START -->`` and ``<!-- MARKER:END -->`` in ``doc``."""
-    content = doc.read_text()
-    start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
-    if start not in content or end not in content:
-        raise SystemExit(f"{doc} has no {start} ... {end} block; add one where the table belongs")
-    head, rest = content.split(start, 1)
-    doc.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="also 20 minutes")
     ap.add_argument("--memory", action="store_true", help="1, 10 and 60 minutes once each (MEMORY table)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="where recordings are generated (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     durations = [60.0, 300.0] + ([1200.0] if args.full else [])
     marker = "SPEED"
     if args.memory:
