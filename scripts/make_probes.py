@@ -1,4 +1,5 @@
 """Regenerate the probeinterface files in probes/ (run from the repository root)."""
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ def single() -> pi.Probe:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__).parse_args()  # --help describes, writes nothing
     save(single(), "single", "one electrode (e.g. the Quiroga 2004 simulations)")
     save(neuropixels("NP1000"), "neuropixels1", "Neuropixels 1.0 (NP1000), bank 0: the 384 channels of the "
          "default IMRO table, channel i = electrode i; for other IMRO tables read the probe from the SpikeGLX "

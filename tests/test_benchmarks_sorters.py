@@ -1,11 +1,8 @@
-"""scripts/benchmark_sorters.py --tiny: a 3-s ground-truth tetrode sorted by crsae through run_sorter."""
+"""crsae_sort.bench.sorters --tiny: a 3-s ground-truth tetrode sorted by crsae through run_sorter."""
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_sorters.py"
 
 for module in ("spikeinterface.sorters", "spikeinterface.comparison", "spikeinterface.metrics", "probeinterface",
                "matplotlib"):
@@ -16,18 +13,14 @@ for module in ("spikeinterface.sorters", "spikeinterface.comparison", "spikeinte
     if not found:
         pytest.skip(f"benchmark_sorters needs {module}", allow_module_level=True)
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_sorters", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from crsae_sort.bench import sorters  # noqa: E402  (after the skips above)
+from crsae_sort.bench.docs import DOC  # noqa: E402
+from crsae_sort.bench.sorters_report import DOC_PNG, case_markdown  # noqa: E402
 
 
 def test_tiny_benchmark_scores_crsae_through_run_sorter(tmp_path):
-    bench = _load_script()
-    doc_before = bench.DOC.read_text()
-    report = bench.main(["--tiny", "--no-doc", "--threads", "1", "--workdir", str(tmp_path)])
+    doc_before = DOC.read_text()
+    report = sorters.main(["--tiny", "--no-doc", "--threads", "1", "--workdir", str(tmp_path)])
 
     saved = json.loads((tmp_path / "benchmarks_sorters.json").read_text())
     assert saved["mode"] == "tiny" and [c["case"] for c in saved["cases"]] == ["tetrode"]
@@ -42,16 +35,15 @@ def test_tiny_benchmark_scores_crsae_through_run_sorter(tmp_path):
     assert 0 < row["wall_s"] < 120 and row["stages_s"]["total"] > 0
     assert set(row["units"]) == set(case["snrs"])
 
-    table = "\n".join(bench.case_markdown(case))
+    table = "\n".join(case_markdown(case))
     assert f"| crsae | {row['version']} | {row['n_units']} | {row['accuracy']:.3f} |" in table
-    assert (tmp_path / bench.DOC_PNG.name).stat().st_size > 10_000
+    assert (tmp_path / DOC_PNG.name).stat().st_size > 10_000
     assert report["cases"][0]["results"][0]["accuracy"] == row["accuracy"]
-    assert bench.DOC.read_text() == doc_before  # --no-doc leaves docs/ alone
+    assert DOC.read_text() == doc_before  # --no-doc leaves docs/ alone
 
 
 def test_failed_sorter_gets_a_row_with_its_reason(tmp_path):
-    bench = _load_script()
-    res = bench.run_sorter_in_child("no_such_sorter", tmp_path / "missing", tmp_path / "out", 1, 60)
+    res = sorters.run_sorter_in_child("no_such_sorter", tmp_path / "missing", tmp_path / "out", 1, 60)
     assert res["status"] == "failed" and "no_such_sorter" in res["reason"]
     case = dict(case="tetrode", duration_s=3.0, snrs={"0": 5.0}, results=[res])
-    assert "| no_such_sorter | ? | failed: " in "\n".join(bench.case_markdown(case))
+    assert "| no_such_sorter | ? | failed: " in "\n".join(case_markdown(case))

@@ -13,7 +13,7 @@ from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
-PROBES_DIR = Path(__file__).resolve().parent.parent / "probes"
+PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"  # the repository's probes/ (this file is crsae_sort/io/)
 RAW_SUFFIXES = {".raw", ".bin", ".dat", ".int16", ".i16"}
 # file suffix -> SpikeInterface's Neo extractor name
 NEO_BY_SUFFIX = {".rhd": "intan", ".rhs": "intan", ".nev": "blackrock", ".ns1": "blackrock", ".ns2": "blackrock",

@@ -1,0 +1,41 @@
+"""Where benchmark results go: a table between markers of ``docs/benchmarks.md``, and the
+hardware line that heads it.
+
+The benchmarks run from a source checkout; their outputs are the repository's ``docs/``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository (and the folder that holds crsae_sort)
+DOCS = ROOT / "docs"
+DOC = DOCS / "benchmarks.md"
+
+
+def write_block(doc: Path, marker: str, text: str, *, section: str | None = None) -> None:
+    """Replace the text between ``<!-- MARKER:START -->`` and ``<!-- MARKER:END -->`` in ``doc``.
+
+    Where ``doc`` has no such block: with ``section`` (a heading and its introduction), append
+    it and an empty block at the end of ``doc`` first; without, stop and say where to add one.
+    """
+    if not doc.exists():
+        raise SystemExit(f"{doc} not found: benchmarks write into the docs/ of a source checkout "
+                         "(run them from the repository, or pass --no-doc)")
+    content = doc.read_text()
+    start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
+    if start not in content or end not in content:
+        if section is None:
+            raise SystemExit(f"{doc} has no {start} ... {end} block; add one where the table belongs")
+        content = content.rstrip("\n") + f"\n\n{section}\n\n{start}\n{end}\n"
+    head, rest = content.split(start, 1)
+    doc.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
+
+
+def hardware() -> str:
+    """CPU model, cores, torch version and its threads, e.g. 'AMD EPYC, 2 cores, torch 2.3 (2 threads), CPU'."""
+    import torch
+
+    from ..runlog import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU"

@@ -1,0 +1,101 @@
+"""What the sorter comparison (:mod:`.sorters`) runs and how it judges: the sorters and the
+parameters changed for them, the ground-truth cases and the presets, and the recordings of each
+case (SpikeInterface's generator, or MEArec), generated once and saved as binary folders."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SORTERS = ["crsae", "spykingcircus2", "tridesclous2", "mountainsort5", "kilosort4"]
+# Only what a sorter needs to run at all on this CPU machine; each reason goes into the doc.
+CHANGED = {
+    "kilosort4": ({"torch_device": "cpu"}, "no GPU here; explicit rather than relying on 'auto'"),
+}
+# name -> (channels, probe layout in words, units, seed); see make_probe for the geometry
+CASES = {
+    "tetrode": (4, "2 x 2 contacts, 20 um pitch (SpikeInterface's default for 4 channels)", 6, 1),
+    "32ch": (32, "2 columns x 16, 20 um pitch (probeinterface generate_multi_columns_probe)", 16, 2),
+    "128ch": (128, "4 columns x 32, 20 um pitch (probeinterface generate_multi_columns_probe)", 48, 3),
+    "mearec_tetrode": (4, "MEAutility `tetrode-mea-l`; MEArec biophysical templates (13 bundled BBP L5 cell "
+                       "models x 3 positions, seed 0), 4 excitatory + 2 inhibitory cells, MEArec's default "
+                       "noise (10 uV) and 300-6000 Hz filter", 6, 0),
+}
+QUICK = dict(cases=["tetrode", "32ch"], duration_s=10.0)
+FULL = dict(cases=["tetrode", "32ch", "128ch", "mearec_tetrode"], duration_s=60.0)
+TINY = dict(cases=["tetrode"], duration_s=3.0, sorters=["crsae"])
+WELL, REDUNDANT = 0.8, 0.2  # SpikeInterface's default well_detected_score and redundant_score
+
+
+def make_probe(num_channels: int):
+    """The probe of a case: None for the tetrode (SpikeInterface's default), else 2 or 4 columns."""
+    if num_channels == 4:
+        return None
+    import numpy as np
+    from probeinterface import generate_multi_columns_probe
+
+    columns = 2 if num_channels == 32 else 4
+    probe = generate_multi_columns_probe(num_columns=columns, num_contact_per_column=num_channels // columns,
+                                         xpitch=20, ypitch=20)
+    probe.set_device_channel_indices(np.arange(num_channels))
+    return probe
+
+
+MEAREC = r"""
+import sys, MEArec as mr
+templates, recording, duration_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+if not __import__("os").path.exists(templates):
+    params = mr.get_default_templates_params()
+    params.update(probe="tetrode-mea-l", n=3, seed=0)
+    tempgen = mr.gen_templates(mr.get_default_config()[0]["cell_models_folder"], params=params, parallel=False,
+                               n_jobs=1, templates_tmp_folder=templates + ".tmp", verbose=False)
+    mr.save_template_generator(tempgen, templates)
+params = mr.get_default_recordings_params()
+params["spiketrains"].update(n_exc=4, n_inh=2, duration=duration_s, seed=0)
+params["recordings"].update(fs=30000.0, seed=0)
+params["templates"].update(seed=0)
+mr.save_recording_generator(mr.gen_recordings(templates=templates, params=params, verbose=False), recording)
+"""
+
+
+def mearec_tetrode(work: Path, duration_s: float):
+    """A MEArec tetrode; the templates (minutes of NEURON simulation) are kept in the workdir and reused.
+
+    Through MEArec's Python API: its ``gen-templates`` command fails on ``--folder`` (str / str in 1.11).
+    """
+    from spikeinterface.extractors import read_mearec
+
+    templates, recording = work / "mearec_templates_tetrode.h5", work / f"mearec_tetrode_{duration_s:g}s.h5"
+    proc = subprocess.run([sys.executable, "-c", MEAREC, str(templates), str(recording), str(duration_s)],
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"), capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = [x for x in proc.stderr.splitlines() if x.strip()]
+        raise RuntimeError(f"MEArec failed: {last[-1] if last else proc.returncode}")
+    return read_mearec(recording)
+
+
+def make_case(work: Path, case: str, duration_s: float) -> tuple[Path, Path, dict]:
+    """Generate a case once, saved as a binary folder; returns its folders and the GT units' SNRs."""
+    import spikeinterface as si
+    from spikeinterface.core import generate_ground_truth_recording
+
+    from ..demo import unit_snrs
+
+    folder = work / f"{case}_{duration_s:g}s"
+    rec_folder, gt_folder, snr_file = folder / "recording", folder / "gt_sorting", folder / "snrs.json"
+    if not snr_file.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        num_channels, _, num_units, seed = CASES[case]
+        if case.startswith("mearec"):
+            rec, gt = mearec_tetrode(work, duration_s)
+        else:
+            rec, gt = generate_ground_truth_recording(durations=[duration_s], sampling_frequency=30000.0,
+                                                      num_channels=num_channels, num_units=num_units,
+                                                      probe=make_probe(num_channels), seed=seed)
+        rec = rec.save(folder=rec_folder, n_jobs=1, progress_bar=False)
+        gt.save(folder=gt_folder)
+        snr_file.write_text(json.dumps(unit_snrs(rec, si.load(gt_folder))))
+    return rec_folder, gt_folder, json.loads(snr_file.read_text())
