@@ -25,13 +25,19 @@ import time
 from pathlib import Path
 
 
+GPU_SECTION = """## On one GPU: crsae and Kilosort4 side by side
+
+`python scripts/benchmark_gpu.py` (`crsae_sort/bench/gpu.py`) on a machine with one NVIDIA GPU: each
+sorter in its own process on the same saved ground truth, accuracy over units with SNR >= 5; the
+device column names the card (or the CPU, for crsae's CPU row on the same machine)."""
+
 CASES = {
     "tetrode-5min": dict(runs=(("crsae", "cuda"), ("crsae", "cpu"), ("kilosort4", "cuda"))),
     "np1-384": dict(runs=(("crsae", "cuda"), ("kilosort4", "cuda"))),
 }
 
 
-def make_case(name: str, folder: Path, np_duration_s: float) -> Path:
+def make_case(name: str, folder: Path, np_duration_s: float, tetrode_duration_s: float = 300.0) -> Path:
     """Generate the ground truth of case ``name`` and save recording and sorting under ``folder``."""
     from spikeinterface.core import generate_ground_truth_recording
 
@@ -42,7 +48,7 @@ def make_case(name: str, folder: Path, np_duration_s: float) -> Path:
     if (target / "gt_sorting").exists():
         return target
     if name == "tetrode-5min":
-        recording, sorting = ground_truth_tetrode(300.0, DEMO_SEED)
+        recording, sorting = ground_truth_tetrode(tetrode_duration_s, DEMO_SEED)
     else:
         probe = load_probe("neuropixels1", 384)
         recording, sorting = generate_ground_truth_recording(
@@ -88,7 +94,8 @@ def _device_name(device: str) -> str:
     return f"{cpu_name()} ({os.cpu_count()} cores)"
 
 
-def run(out: Path, cases: list[str], np_duration_s: float, timeout_s: float) -> list[dict]:
+def run(out: Path, cases: list[str], np_duration_s: float, timeout_s: float,
+        tetrode_duration_s: float = 300.0) -> list[dict]:
     import spikeinterface as si
 
     from ..demo import score
@@ -96,7 +103,7 @@ def run(out: Path, cases: list[str], np_duration_s: float, timeout_s: float) -> 
     rows = []
     for name in cases:
         t0 = time.perf_counter()
-        case = make_case(name, out, np_duration_s)
+        case = make_case(name, out, np_duration_s, tetrode_duration_s)
         recording, gt = si.load(case / "recording"), si.load(case / "gt_sorting")
         print(f"{name}: ground truth ready in {time.perf_counter() - t0:.0f} s", flush=True)
         for sorter, device in CASES[name]["runs"]:
@@ -138,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker", nargs=4, metavar=("CASE", "SORTER", "DEVICE", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
     ap.add_argument("--np-duration-s", type=float, default=120.0, help="length of the 384-channel case")
+    ap.add_argument("--tetrode-duration-s", type=float, default=300.0, help="length of the tetrode case")
     ap.add_argument("--timeout-s", type=float, default=900.0, help="per sorter run")
     ap.add_argument("--out", type=Path, default=Path("benchmark_gpu"), help="work folder (recordings, sortings)")
     ap.add_argument("--no-doc", action="store_true", help="leave docs/benchmarks.md alone")
@@ -150,14 +158,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(Path(case), sorter, device, Path(out))))
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = run(args.out, [c for c in args.cases.split(",") if c], args.np_duration_s, args.timeout_s)
+    rows = run(args.out, [c for c in args.cases.split(",") if c], args.np_duration_s, args.timeout_s,
+               args.tetrode_duration_s)
     (args.out / "gpu.json").write_text(json.dumps(rows, indent=2, default=float))
     text = table(rows)
     print(text)
     if not args.no_doc:
-        from .docs import write_block
+        from .docs import DOC, write_block
 
-        write_block(Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md", "GPU", text)
+        write_block(DOC, "GPU", text, section=GPU_SECTION)
 
 
 if __name__ == "__main__":
