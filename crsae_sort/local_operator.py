@@ -20,10 +20,12 @@ their support) and cut into contiguous blocks; block ``j`` holds atoms ``A_j`` a
 
     (H^T y)[:, A_j] = conv1d(y[:, U_j], W_j)        (H z)[:, U_j] += conv1d(z[:, A_j], W_j^flip)
 
-Dense conv1d on a few dozen channels runs near the CPU's peak; the per-atom grouped conv
-(``groups=C`` on the gathered ``y[:, support]``) computes fewer flops but is 10-40x slower on
-CPU (scripts/benchmark_local_operator.py measures both). The partition minimises
-``sum_j |U_j| max(|A_j|, min_block_atoms)``, flops with a floor per block.
+The blocks evaluate ``4 K sum_j |A_j| |U_j|`` flops, several times the ideal, because a
+conv1d with a few dozen channels still runs at a useful rate while one with a handful does not.
+The partition minimises ``sum_j |U_j| max(|A_j|, min_block_atoms)``: flops, with each block
+charged at least ``min_block_atoms`` atoms. The per-atom design (gather ``y[:, support]`` to
+``(B, C S, N)``, ``conv1d(groups=C)``) computes the ideal flops but runs about as slowly as
+the dense operator on CPU. scripts/benchmark_local_operator.py times all three.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def channel_supports(channel_locations_um: np.ndarray, peak_channels: np.ndarray
     loc = np.asarray(channel_locations_um, dtype=np.float64)
     peaks = np.asarray(peak_channels)
     if loc.ndim != 2 or loc.shape[1] not in (2, 3):
-        raise ValueError(f"channel_locations_um must be (n_channels, 2), got shape {loc.shape}")
+        raise ValueError(f"channel_locations_um must be (n_channels, 2) or (n_channels, 3), got shape {loc.shape}")
     if peaks.ndim != 1 or not np.issubdtype(peaks.dtype, np.integer):
         raise ValueError(f"peak_channels must be a 1-d integer array, got {peaks.dtype} {peaks.shape}")
     if len(peaks) and (peaks.min() < 0 or peaks.max() >= len(loc)):
@@ -104,8 +106,9 @@ class LocalLayout:
                 f"blocks={len(self.blocks)}, device={self.support.device})")
 
     @property
-    def flops_per_sample(self) -> int:
-        """Multiply-adds per code sample of ``H`` (or ``H^T``) as evaluated: ``sum_j |A_j| |U_j|`` (times K)."""
+    def pairs_evaluated(self) -> int:
+        """``sum_j |A_j| |U_j|``, the (atom, channel) pairs the blocks compute; ``H`` or ``H^T`` costs
+        ``K`` times this many multiply-adds per sample (ideal: ``sum_c |S_c| = mask.sum()``)."""
         return sum(len(b.atoms) * len(b.channels) for b in self.blocks)
 
     def to(self, device) -> "LocalLayout":

@@ -1,5 +1,7 @@
 """Local atoms: supports from the geometry, the operator against the dense one, gradients, bounds."""
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,16 @@ from crsae_sort.local_operator import (H_local, H_local_adjoint, channel_support
                                        lipschitz_constant_local, local_layout, to_dense, to_local)
 from crsae_sort.operators import H, H_adjoint, lipschitz_constant
 from crsae_sort.prox import shrink
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_local_operator",
+                                                  ROOT / "scripts" / "benchmark_local_operator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)
@@ -42,22 +54,6 @@ def local_problem(n_rows=8, n_atoms=6, k=5, radius_um=45.0, seed=0, dtype=torch.
     return a, support, mask, len(locations), local_layout(support, mask, len(locations), k, min_block_atoms=1)
 
 
-def spike_like(support, mask, locations, peaks, k, seed=0):
-    """Unit-norm biphasic templates, Gaussian in space around the peak, slower and later with distance."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(k)
-    a = np.zeros((*support.shape, k))
-    for c, peak in enumerate(peaks):
-        width, t0, sigma = rng.uniform(1.0, 2.0), rng.uniform(0.4, 0.5) * k, rng.uniform(15, 35)
-        for s in np.flatnonzero(mask[c].numpy()):
-            d = np.linalg.norm(locations[support[c, s]] - locations[peak])
-            tt, w = t - t0 - d / 40.0, width * (1 + d / 100.0)
-            wave = -np.exp(-tt ** 2 / (2 * w ** 2)) + 0.4 * np.exp(-(tt - 2.5 * w) ** 2 / (2 * (1.8 * w) ** 2))
-            a[c, s] = np.exp(-d ** 2 / (2 * sigma ** 2)) * wave
-    a = torch.as_tensor(a)
-    return a / a.flatten(1).norm(dim=1).view(-1, 1, 1)
-
-
 def explicit_matrix(a, layout, n_codes):
     """H_local as a matrix: column (c, t) is H_local of a unit impulse."""
     n_atoms = a.shape[0]
@@ -77,6 +73,17 @@ def test_supports_match_brute_force_distances():
         sizes.append(len(expected))
     assert support.shape == (len(peaks), max(sizes)) and mask.sum(1).tolist() == sizes
     assert sizes[1] == 10  # interior contact: 5 rows x 2 columns within 45 µm on a 20 µm grid
+
+
+def test_supports_on_the_neuropixels_probe_file():
+    probeinterface = pytest.importorskip("probeinterface")
+    locations = probeinterface.read_probeinterface(ROOT / "probes" / "neuropixels1.json").probes[0].contact_positions
+    peaks = np.random.default_rng(2).integers(0, len(locations), 40)
+    support, mask = channel_supports(locations, peaks, 60.0)
+    distances = np.linalg.norm(locations[peaks][:, None] - locations[None], axis=-1)
+    for c in range(len(peaks)):
+        assert support[c][mask[c]].tolist() == np.flatnonzero(distances[c] <= 60.0).tolist()
+    assert 10 <= support.shape[1] < 40
 
 
 def test_supports_edge_cases_and_errors():
@@ -170,8 +177,8 @@ def test_layout_covers_every_atom_once_and_errors_say_how_to_fix():
     a, support, mask, n_channels, layout = local_problem(n_rows=20, n_atoms=40, k=5, radius_um=30.0)
     atoms = torch.cat([b.atoms for b in layout.blocks]).sort().values
     assert torch.equal(atoms, torch.arange(40))
-    assert layout.flops_per_sample >= int(mask.sum())
-    assert layout.flops_per_sample < 40 * n_channels
+    assert layout.pairs_evaluated >= int(mask.sum())
+    assert layout.pairs_evaluated < 40 * n_channels
     with pytest.raises(ValueError, match="does not match the layout"):
         H_local(torch.zeros(1, 39, 10, dtype=torch.float64), a[:39], layout)
 
@@ -205,7 +212,7 @@ def test_cheap_bound_is_tight_on_spike_like_templates():
     locations = two_column_probe(24)
     peaks = np.random.default_rng(4).integers(0, len(locations), 30)
     support, mask = channel_supports(locations, peaks, 50.0)
-    a = spike_like(support, mask, locations, peaks, k=20)
+    a = _load_benchmark().spike_like_templates(locations, peaks, support, mask, k=20)
     exact = lipschitz_constant_local(a, support, mask, len(locations))
     cheap = float(lipschitz_bound_local(a.float(), support, mask, len(locations)))
     assert exact / 1.005 <= cheap <= 1.15 * exact
@@ -235,3 +242,10 @@ def test_fista_with_local_operator_gives_the_dense_codes():
     local = fista_with(lambda z: H_local(z, a, layout), lambda r: H_local_adjoint(r, a, layout), y, 8, 6, lam, lip, 50)
     torch.testing.assert_close(local, reference, rtol=0, atol=1e-10)
     assert (local > 0).any()
+
+
+def test_benchmark_script_runs_and_its_low_rank_operator_is_exact(capsys):
+    # --tiny asserts that the rank-R operator equals H_local of the rank-R dictionary
+    report = _load_benchmark().main(["--tiny", "--threads", "1"])
+    assert report["rows"] and report["lowrank"] and report["lipschitz"]["ratio"] >= 1 / 1.005
+    assert "| C | radius" in capsys.readouterr().out
