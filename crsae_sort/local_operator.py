@@ -296,6 +296,9 @@ def lipschitz_bound_local(a: torch.Tensor, support: torch.Tensor, mask: torch.Te
                           n_fft: int | None = None, n_power: int = 12) -> torch.Tensor:
     """A bound ``L >= ||H||^2`` for every signal length, as a 0-d tensor on ``a``'s device, no host sync.
 
+    ``support`` and ``mask`` must be on ``a``'s device. ``fista.fista`` accepts the tensor as its
+    ``lipschitz`` (it only forms ``1 / L``), so the step follows the dictionary without a sync.
+
     Derivation. ``H`` is a multichannel convolution, so ``||H||^2 <= sup_w ||Hhat(w)||_2^2`` with
     ``Hhat(w)[m, c] = sum_k h[c,m,k] e^{-iwk}`` ``(M x C)``, zero unless ``m`` in ``S_c``.
 
@@ -316,6 +319,9 @@ def lipschitz_bound_local(a: torch.Tensor, support: torch.Tensor, mask: torch.Te
     (``index_add_`` then gather), never a ``C x C`` matrix.
     Only step 1 loses much: atoms that overlap but differ in phase count as in phase.
     """
+    if support.device != a.device or mask.device != a.device:
+        raise ValueError(f"support/mask on {support.device}, dictionary on {a.device}: pass layout.support and "
+                         f"layout.mask after layout = layout.to(dictionary.device)")
     n_atoms, width, k = a.shape
     h = a.detach() * mask.unsqueeze(-1)
     if not h.is_floating_point() or h.dtype in (torch.float16, torch.bfloat16):
