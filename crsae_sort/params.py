@@ -57,6 +57,9 @@ class ModelParams:
     encoder: str = _p("fista", "Unrolled encoder: 'fista' (FISTA, the CRsAE encoder) or 'ista' (no momentum); "
                       "its own options, if any, are in the section encoder:<name>.", choices=tuple(ENCODER_OPTIONS))
     n_iterations: int = _p(50, "Iterations T unrolled in the encoder.", "", 1, 5000)
+    radius_um: float = _p(100.0, "Each template keeps only the channels within this distance of its peak channel "
+                          "(dense probes: H touches fewer channels); 0, or a probe whose channels all lie within "
+                          "it (tetrodes), keeps every channel.", "um", 0.0, 10000.0)
     positive_codes: bool = _p(True, "One-sided shrinkage (non-negative spike amplitudes).")
     lambda_scale: float = _p(1.0, "Initial lambda as a multiple of the universal threshold sqrt(2 log(C N)).",
                              "", 0.05, 20.0)

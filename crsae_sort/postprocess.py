@@ -53,7 +53,7 @@ def build_result(recording, pre, model, spikes: Spikes, params: SortParams, trai
     lam = model.lam.detach().cpu().numpy()
     debiased = spikes.amplitude + lam[spikes.unit_index]
     median_amp = np.array([np.median(debiased[spikes.unit_index == u]) for u in keep_units])
-    dictionary = model.dictionary.detach().cpu().numpy()
+    dictionary = model.dense_dictionary().cpu().numpy()
     tpl = results.templates_uv(dictionary[keep_units], pre.to_model, median_amp, pre.decimation)
     peak_uv = np.abs(tpl).max(axis=(1, 2)) / np.maximum(median_amp, 1e-12)
     lookup = np.zeros(len(counts), dtype=np.float64)

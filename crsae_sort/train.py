@@ -32,18 +32,38 @@ from .params import SortParams, TrainParams
 logger = logging.getLogger(__name__)
 
 
-def initial_model(init, params: SortParams, n_window: int, device: torch.device) -> CRsAE:
+def initial_model(init, params: SortParams, n_window: int, device: torch.device,
+                  channel_locations_um: np.ndarray | None = None) -> CRsAE:
     """The CRsAE training starts from: the initial dictionary, lambda at ``lambda_scale`` x the universal
-    threshold for windows of ``n_window`` samples, and the chosen encoder."""
-    options, params = params.encoder_options(), params.model
-    dictionary = torch.from_numpy(init.dictionary).to(device)
-    n_codes = n_window - dictionary.shape[-1] + 1
-    lam0 = params.lambda_scale * universal_lambda(len(dictionary), n_codes)
-    model = CRsAE(dictionary, torch.full((len(dictionary),), lam0, device=device), params.n_iterations,
-                  params.positive_codes, torch.from_numpy(init.amplitudes).to(device), encoder=params.encoder,
-                  encoder_options=options)
+    threshold for windows of ``n_window`` samples, and the chosen encoder.
+
+    With ``channel_locations_um`` ``(M, 2)`` and ``radius_um > 0``, each atom keeps only the channels
+    within ``radius_um`` of its peak channel (the channel of largest energy in its initial
+    template), renormalised; when every atom keeps every channel (tetrodes, small probes) the
+    dictionary stays dense.
+    """
+    options, model_params = params.encoder_options(), params.model
+    dense = torch.from_numpy(init.dictionary).to(device)
+    n_atoms, n_channels, k = dense.shape
+    n_codes = n_window - k + 1
+    lam0 = model_params.lambda_scale * universal_lambda(n_atoms, n_codes)
+    local = {}
+    if channel_locations_um is not None and model_params.radius_um > 0:
+        from .model.local_operator import channel_supports, to_local
+
+        peaks = (init.dictionary ** 2).sum(axis=2).argmax(axis=1)
+        support, mask = channel_supports(channel_locations_um, peaks, model_params.radius_um)
+        if not bool(mask.all()) or support.shape[1] < n_channels:
+            support, mask = support.to(device), mask.to(device)
+            local = dict(support=support, mask=mask, n_channels=n_channels)
+            dense = to_local(dense, support, mask)
+            logger.info("local atoms: %d of %d channels each on average (radius %.0f µm)",
+                        round(float(mask.sum()) / n_atoms), n_channels, model_params.radius_um)
+    model = CRsAE(dense, torch.full((n_atoms,), lam0, device=device), model_params.n_iterations,
+                  model_params.positive_codes, torch.from_numpy(init.amplitudes).to(device),
+                  encoder=model_params.encoder, encoder_options=options, **local)
     logger.info("model: %d templates x %d channels x %d samples, encoder %s, T=%d, L=%.3f, lambda0=%.3f",
-                *dictionary.shape, params.encoder, model.n_iter, model.lipschitz, lam0)
+                n_atoms, n_channels, k, model_params.encoder, model.n_iter, model.lipschitz, lam0)
     return model
 
 

@@ -1,5 +1,4 @@
 """Local atoms: supports from the geometry, the operator against the dense one, gradients, bounds."""
-import importlib.util
 import math
 from pathlib import Path
 
@@ -7,21 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from crsae_sort.fista import fista
-from crsae_sort.local_operator import (H_local, H_local_adjoint, channel_supports, lipschitz_bound_local,
+from crsae_sort.model.encoders.fista import fista
+from crsae_sort.model.local_operator import (H_local, H_local_adjoint, channel_supports, lipschitz_bound_local,
                                        lipschitz_constant_local, local_layout, to_dense, to_local)
-from crsae_sort.operators import H, H_adjoint, lipschitz_constant
-from crsae_sort.prox import shrink
+from crsae_sort.model.operator import H, H_adjoint, lipschitz_constant
+from crsae_sort.model.prox import shrink
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_local_operator",
-                                                  ROOT / "scripts" / "benchmark_local_operator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from crsae_sort.bench import local_operator
+
+    return local_operator
 
 
 @pytest.fixture(autouse=True)

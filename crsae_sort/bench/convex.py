@@ -87,7 +87,7 @@ def save_problem(folder: Path, recording, gt_sorting, model, params) -> Path:
     from ..io.results import save_torch
 
     save_torch(model.to_state(), folder / "model.pt")  # the worker rebuilds the model from its state
-    np.savez(path, y=y, dictionary=model.dictionary.detach().cpu().numpy(), lam=model.lam.detach().cpu().numpy(),
+    np.savez(path, y=y, dictionary=model.dense_dictionary().cpu().numpy(), lam=model.lam.detach().cpu().numpy(),
              reference=model.reference_amplitude.cpu().numpy(), offsets=peak_offsets(model.dictionary),
              n_iter=model.n_iter, decimation=pre.decimation, fs=recording.get_sampling_frequency(),
              duration_s=recording.get_total_duration(), gt_sample=gt["sample_index"], gt_unit=gt["unit_index"],

@@ -18,6 +18,7 @@ from torch import nn
 
 from .encoders import make_encoder
 from .encoders.base import Encoder
+from .local_operator import LocalConvOperator, lipschitz_bound_local, local_layout, to_dense
 from .operator import ConvOperator, lipschitz_bound, lipschitz_constant
 
 #: version of the state a CRsAE saves (``model.pt``, checkpoints); older files are refused
@@ -32,13 +33,29 @@ class CRsAE(nn.Module):
     ``reference_amplitude``: ``(n_atoms,)`` buffer, the typical code of a spike of each template
     (median over its initial cluster), used to tell spikes from small residual codes.
     ``encoder``: a registered encoder name (``fista``) or an :class:`Encoder` instance.
+
+    Spatially local atoms (dense probes): with ``support`` and ``mask`` ``(C, S)`` (the channels
+    of each atom, :func:`~crsae_sort.model.local_operator.channel_supports`) and ``n_channels``,
+    ``dictionary`` is the local ``(C, S, K)`` and ``H``, ``H^T`` touch only those channels
+    (:class:`~crsae_sort.model.local_operator.LocalConvOperator`); :meth:`dense_dictionary`
+    gives the ``(C, M, K)`` templates.
     """
 
     def __init__(self, dictionary: torch.Tensor, lam: torch.Tensor, n_iter: int, positive: bool = True,
                  reference_amplitude: torch.Tensor | None = None, encoder: str | Encoder = "fista",
-                 encoder_options=None):
+                 encoder_options=None, support: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                 n_channels: int | None = None):
         super().__init__()
+        if (support is None) != (mask is None) or (support is not None and n_channels is None):
+            raise ValueError("a local dictionary needs support, mask and n_channels together")
         self.dictionary = nn.Parameter(dictionary.clone())
+        self.n_channels = int(n_channels) if support is not None else int(dictionary.shape[1])
+        if support is not None:
+            self.register_buffer("support", support.to(dictionary.device, torch.int64))
+            self.register_buffer("mask", mask.to(dictionary.device, torch.bool))
+        else:
+            self.support = self.mask = None
+        self._layouts = {}
         self.log_lambda = nn.Parameter(lam.clone().log())
         ref = reference_amplitude if reference_amplitude is not None else torch.ones(len(dictionary))
         self.register_buffer("reference_amplitude", ref.clone().to(dictionary.dtype))
@@ -70,9 +87,13 @@ class CRsAE(nn.Module):
         On a GPU, L stays a tensor on the device (training runs without a host round trip per
         step); on the CPU it is a Python float.
         """
+        if self.is_local:
+            self.dictionary.mul_(self.mask.unsqueeze(-1))  # padding entries stay exactly zero
         norms = self.dictionary.flatten(1).norm(dim=1).clamp_min(1e-12)
         self.dictionary.div_(norms.view(-1, 1, 1))
-        if self.dictionary.is_cuda:
+        if self.is_local:
+            self.lipschitz = lipschitz_bound_local(self.dictionary, self.support, self.mask, self.n_channels)
+        elif self.dictionary.is_cuda:
             self.lipschitz = lipschitz_bound(self.dictionary)
         else:
             self.lipschitz = lipschitz_constant(self.dictionary)
@@ -82,9 +103,27 @@ class CRsAE(nn.Module):
         lam = self.lam if track_lambda_grad else self.lam.detach()
         return self.encoder(y, self.operator(), lam, self.lipschitz, z0)
 
-    def operator(self) -> ConvOperator:
+    @property
+    def is_local(self) -> bool:
+        """Whether atoms are restricted to their channel supports."""
+        return self.support is not None
+
+    def operator(self):
         """``H`` and ``H^T`` of the current dictionary (a view: it follows the parameter)."""
-        return ConvOperator(self.dictionary)
+        if not self.is_local:
+            return ConvOperator(self.dictionary)
+        return LocalConvOperator(self.dictionary, self._layout())
+
+    def _layout(self):
+        key = str(self.dictionary.device)
+        if key not in self._layouts:  # the block partition depends on the supports only: once per device
+            self._layouts[key] = local_layout(self.support, self.mask, self.n_channels, self.dictionary.shape[-1])
+        return self._layouts[key]
+
+    def dense_dictionary(self) -> torch.Tensor:
+        """The templates ``(C, M, K)`` (zero off each atom's support when local), detached."""
+        d = self.dictionary.detach()
+        return to_dense(d, self.support, self.mask, self.n_channels) if self.is_local else d
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction ``H z`` ``(batch, M, N)``."""
@@ -114,7 +153,9 @@ class CRsAE(nn.Module):
                     positive=self.positive, encoder=self.encoder.name,
                     encoder_options=_options_dict(self.encoder.options),
                     encoder_state={k: v.cpu() for k, v in self.encoder.state_dict().items()},
-                    lipschitz=float(self.lipschitz))
+                    lipschitz=float(self.lipschitz), n_channels=self.n_channels,
+                    support=None if self.support is None else self.support.cpu(),
+                    mask=None if self.mask is None else self.mask.cpu())
 
     @classmethod
     def from_state(cls, state: dict, device: torch.device | str = "cpu") -> "CRsAE":
@@ -126,8 +167,11 @@ class CRsAE(nn.Module):
                              f"{STATE_FORMAT}")
         options = ENCODER_OPTIONS[state["encoder"]](**state["encoder_options"])
         model = cls(state["dictionary"], state["lam"], state["n_iterations"], state["positive"],
-                    state["reference_amplitude"], encoder=state["encoder"], encoder_options=options)
+                    state["reference_amplitude"], encoder=state["encoder"], encoder_options=options,
+                    support=state.get("support"), mask=state.get("mask"), n_channels=state.get("n_channels"))
         model.encoder.load_state_dict(state["encoder_state"])
+        with torch.no_grad():  # exactly the saved atoms (the constructor renormalised them once more)
+            model.dictionary.copy_(state["dictionary"])
         model.lipschitz = float(state["lipschitz"])
         return model.to(device)
 

@@ -144,7 +144,7 @@ def _overview(folder: Path, summary: Summary, recording, out: Path) -> str:
 
 
 def _dictionary(model, model_sampling_frequency_hz: float, summary: Summary, out: Path) -> str:
-    dictionary = model.dictionary.detach().cpu().numpy()
+    dictionary = model.dense_dictionary().cpu().numpy()
     kept = np.zeros(len(dictionary), bool)
     kept[[u.unit_id for u in summary.units]] = True
     figs.plot_dictionary(out / "dictionary.png", dictionary=dictionary, lam=model.lam.detach().cpu().numpy(),

@@ -354,3 +354,23 @@ def _magnitude_bound(magnitude: torch.Tensor, support: torch.Tensor, n_channels:
         bound = torch.minimum(bound, (q / p).amax(dim=1))
         p = q / q.amax(dim=1, keepdim=True).clamp_min(tiny) + tiny  # stays > 0
     return bound
+
+
+class LocalConvOperator:
+    """The operator view of a local dictionary ``a`` ``(C, S, K)`` on its layout: ``H`` and ``H^T``.
+
+    Same interface as :class:`crsae_sort.model.operator.ConvOperator`, so every encoder runs on it.
+    """
+
+    def __init__(self, a: torch.Tensor, layout: LocalLayout):
+        self.a, self.layout = a, layout
+        self.n_atoms, _, self.n_times_atom = a.shape
+        self.n_channels = layout.n_channels
+
+    def H(self, z: torch.Tensor) -> torch.Tensor:
+        """``H z``: ``(batch, C, n_codes)`` -> ``(batch, M, n_codes + K - 1)``."""
+        return H_local(z, self.a, self.layout)
+
+    def H_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """``H^T y``: ``(batch, M, N)`` -> ``(batch, C, N - K + 1)``."""
+        return H_local_adjoint(y, self.a, self.layout)
