@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import describe_device, resolve_device
+from .device import describe_device, resolve_device, warm_up
 from .errors import InputError
 from .infer import detect_spikes
 from .init_dictionary import initial_dictionary
@@ -133,6 +133,9 @@ def _sort(recording, run: _Run) -> SortResult:
     checkpoints = folder / outfolder.CHECKPOINT_DIR if folder is not None else None
     if checkpoints is not None:
         checkpoints.mkdir(exist_ok=True)
+    if run.device.type == "cuda":
+        with timer.stage("gpu start-up"):
+            warm_up(run.device)
     with timer.stage("preprocess"):
         pre = preprocess(recording, params.preprocess, seed)
     fs_model = pre.recording.get_sampling_frequency()
