@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shlex
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ from ._register import OUTPUT_SUBFOLDER
 from .errors import InputError
 from .params import SortParams, default_params
 from .runlog import log_to_file
+from .threads import prefer_passive_waiting, usable_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def run_batch(manifest: str | Path, output: str | Path, *, engine: str = "loop",
 
     ``params`` are overrides for every row (a row's own overrides win). ``engine`` is one of
     SpikeInterface's ``run_sorter_jobs`` engines; ``n_jobs`` workers for the parallel ones (each
-    gets ``cpu_count // n_jobs`` torch threads unless ``num_threads`` is set, or the dask cluster
+    gets ``usable CPUs // n_jobs`` torch threads unless ``num_threads`` is set, or the dask cluster
     is an external one: ``engine_kwargs={"client": ...}`` or ``{"scheduler": address}``). ``only`` sorts one
     row (its 0-based index; the SLURM array uses it). ``slurm`` is handled by
     :func:`write_slurm_script`, not here.
@@ -153,8 +153,9 @@ def run_batch(manifest: str | Path, output: str | Path, *, engine: str = "loop",
     base = dict(params or {})
     SortParams.from_dict(base)  # a bad global override is everyone's problem: fail now
     external = engine == "dask" and any((engine_kwargs or {}).get(k) for k in ("client", "scheduler"))
-    if engine != "loop" and not external and "num_threads" not in base:  # workers share this machine's cores
-        base["num_threads"] = max(1, (os.cpu_count() or 1) // n_jobs)
+    if engine != "loop" and not external:  # workers share the CPUs this process may use
+        prefer_passive_waiting()  # inherited by the workers started below (crsae_sort.threads)
+        base.setdefault("num_threads", max(1, usable_cpus() // n_jobs))
     output.mkdir(parents=True, exist_ok=True)
     log_name = BATCH_LOG if only is None else f"crsae_batch.{only}.log"
     with log_to_file(output / log_name):

@@ -59,6 +59,9 @@ def _run_guarded(fn):
 @click.version_option(package_name="crsae-sort")
 def main():
     """Spike sorting with a constrained recurrent sparse autoencoder (CRsAE)."""
+    from .threads import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before any command imports torch: sorts sharing the CPU do not collapse
 
 
 @main.command("sort")
@@ -215,7 +218,10 @@ def info_cmd():
 
     for name, version in versions().items():
         click.echo(f"{name}: {version}")
-    click.echo(f"torch threads: {torch.get_num_threads()}")
+    from .threads import choose_threads, describe_waiting
+
+    threads, why = choose_threads()
+    click.echo(f"torch threads: {threads} for a sort ({why}); {describe_waiting()}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)

@@ -95,7 +95,9 @@ class RunParams:
     """Where and how the run executes."""
     device: str = _p("auto", "Torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'.")
     seed: int = _p(0, "Random seed for window sampling, clustering and training.", "", 0, 2**32 - 1)
-    num_threads: int = _p(0, "CPU threads for torch; 0 keeps torch's default.", "", 0, 1024)
+    num_threads: int = _p(0, "CPU threads for torch; 0: every CPU this process may use (its affinity), or "
+                          "OMP_NUM_THREADS when a job engine set it lower. Never more than the usable CPUs.",
+                          "", 0, 1024)
 
 
 SECTIONS = {

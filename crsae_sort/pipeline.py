@@ -25,6 +25,7 @@ from .model import CRsAE, universal_lambda
 from .params import SortParams
 from .preprocess import preprocess
 from .runlog import StageTimer, log_to_file, versions
+from .threads import configure_threads
 from .train import TrainingResult, sample_windows, train
 from .validate import check_recording, scan_traces
 
@@ -124,9 +125,8 @@ def _sort(recording, params: SortParams, device: torch.device, trained, progress
     logger.info("crsae-sort %s; versions %s", info["crsae-sort"], info)
     logger.info("parameters %s", params.to_dict())
     logger.info("recording: %s", recording)
+    configure_threads(params.run.num_threads)
     logger.info("device: %s", describe_device(device))
-    if params.run.num_threads:
-        torch.set_num_threads(params.run.num_threads)
     seed = params.run.seed
     torch.manual_seed(seed)
     timer = StageTimer()
