@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .errors import InputError
+from .reading import probe_names
 
 logger = logging.getLogger("crsae_sort")
 
@@ -67,7 +68,8 @@ def main():
 @main.command("sort")
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output folder (must not exist unless --overwrite).")
-@click.option("--probe", help="Probe: a name in probes/ (e.g. tetrode) or a probeinterface file.")
+@click.option("--probe", help=f"Probe: a probeinterface file (.json, .prb) or a probe shipped with crsae-sort: "
+                              f"{', '.join(probe_names())}.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N (overrides the device parameter).")
 @click.option("--seed", type=int, help="Random seed (overrides the seed parameter).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter; repeatable.")
@@ -137,7 +139,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
 @click.argument("output_folder", metavar="OUT", type=click.Path())
 @click.option("--recording", "recording_path", type=click.Path(),
               help="The sorted recording, when OUT/recording.json is missing or stale (any input `sort` reads).")
-@click.option("--probe", help="With --recording: a probe name in probes/ or a probeinterface file.")
+@click.option("--probe", help=f"With --recording: a probeinterface file or one of {', '.join(probe_names())}.")
 @click.option("--ground-truth", type=click.Path(), help="A SpikeInterface sorting folder to compare with.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
@@ -327,7 +329,12 @@ def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, sl
 
 @main.group("bench")
 def bench_group():
-    """Benchmarks of the method itself (see docs/benchmarks.md)."""
+    """Benchmarks of the method itself.
+
+    The published tables (other sorters, real recordings, speed, memory, sorts sharing the CPU) and
+    the scripts that regenerate them are in the source repository: see the Benchmarks section of
+    the README (the project page).
+    """
 
 
 @bench_group.command("convex")
