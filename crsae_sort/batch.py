@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._register import OUTPUT_SUBFOLDER
 from .errors import InputError
-from .params import SortParams, default_params
+from .params import SortParams, with_suggestion, default_params
 from .runlog import log_to_file
 from .threads import prefer_passive_waiting, usable_cpus
 
@@ -83,7 +83,8 @@ def read_manifest(path: str | Path) -> list[BatchJob]:
         overrides = dict(rec.pop("params", None) or {})
         unknown = sorted(set(rec) - set(MANIFEST_KEYS) - known)
         if unknown:
-            raise InputError(f"{where}: unknown column(s) {', '.join(unknown)}; use path, name, probe, stream or "
+            names = ", ".join(with_suggestion(u, (*MANIFEST_KEYS, *known)) for u in unknown)
+            raise InputError(f"{where}: unknown column(s) {names}; use path, name, probe, stream or "
                              "parameter names (`crsae-sort params`)")
         overrides.update({k: v for k, v in rec.items() if k in known})
         rec_path = Path(str(rec["path"])).expanduser()

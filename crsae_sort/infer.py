@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from .errors import InputError, option
 from .fista import fista
 from .model import CRsAE
 from .operators import H_adjoint
@@ -139,7 +139,8 @@ def _fista_rows(model: CRsAE, batch: torch.Tensor) -> torch.Tensor:
         return fista(batch, model.dictionary, model.lam, model.lipschitz, model.n_iter, model.positive)
     except torch.OutOfMemoryError:
         if len(batch) == 1:
-            raise InputError("out of GPU memory encoding a single row; lower chunk_duration_s or use --device cpu")
+            cpu = option("device='cpu'", "--device cpu")
+            raise InputError(f"out of GPU memory encoding a single row; lower chunk_duration_s or use {cpu}")
         if batch.is_cuda:
             torch.cuda.empty_cache()
         half = len(batch) // 2

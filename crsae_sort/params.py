@@ -9,6 +9,7 @@ needs no section name. Unknown keys and out-of-range values raise ``InputError``
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
@@ -127,7 +128,8 @@ class SortParams:
         known = {f.name: sec for sec, klass in SECTIONS.items() for f in dataclasses.fields(klass)}
         unknown = sorted(set(flat) - set(known))
         if unknown:
-            raise InputError(f"unknown parameter(s) {', '.join(unknown)}; see `crsae-sort params` for the list")
+            raise InputError(f"unknown parameter(s) {', '.join(with_suggestion(u, known) for u in unknown)}; "
+                             "see `crsae-sort params` for the list")
         sections = {}
         for sec, klass in SECTIONS.items():
             hints = get_type_hints(klass)
@@ -180,6 +182,12 @@ def markdown_table() -> str:
 
 def default_params() -> dict[str, Any]:
     return SortParams().to_dict()
+
+
+def with_suggestion(name: str, known) -> str:
+    """``name``, with the closest known parameter name if one is close (``n_iteration`` -> ``n_iterations``)."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 def _bounds_text(f) -> str:

@@ -18,7 +18,7 @@ import torch
 
 from . import export, outfolder
 from .device import describe_device, resolve_device
-from .errors import InputError
+from .errors import InputError, option
 from .infer import Spikes, detect_spikes, peak_offsets
 from .init_dictionary import initial_dictionary
 from .model import CRsAE, universal_lambda
@@ -84,8 +84,9 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
                              f"model's {trained[1]['n_channels']} channels; train a new model")
     n_groups = len(np.unique(recording.get_channel_groups()))
     if n_groups > 1 and trained is not None:
-        raise InputError(f"the recording has {n_groups} channel groups (shanks or tetrodes) and --model holds one "
-                         "group's model; sort without --model, or select one group first")
+        flag = option("model_path", "--model")
+        raise InputError(f"the recording has {n_groups} channel groups (shanks or tetrodes) and {flag} holds one "
+                         f"group's model; sort without {flag}, or select one group first")
     run = _sort_groups if n_groups > 1 else _sort
     if target is None:
         return run(recording, params, device, trained, progress, None, scan)

@@ -11,7 +11,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, option
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,10 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
     if probe is not None:
         recording = _with_probe(recording, load_probe(probe, recording.get_num_channels()))
     if not recording.has_probe():
-        raise InputError(f"recording has no probe attached: pass --probe tetrode (one of {', '.join(probe_names())}) "
-                         "or --probe my_probe.json (any probeinterface file)")
+        name = option("probe='tetrode'", "--probe tetrode")
+        file = option("probe='my_probe.json'", "--probe my_probe.json")
+        raise InputError(f"recording has no probe attached: pass {name} (one of {', '.join(probe_names())}) or "
+                         f"{file} (any probeinterface file)")
     logger.info("opened %s: %s", path, recording)
     return recording
 
@@ -174,13 +176,35 @@ def _read_known(path: Path, stream: str | None):
     elif path.suffix == ".nwb":
         return _read_nwb(path, stream)
     elif path.suffix in (".json", ".pkl", ".pickle"):
-        return sc.load(path)
+        return _load_description(path)
     elif path.suffix in RAW_SUFFIXES:
         raise InputError(f"{path.name} looks like raw binary: pass --sampling-frequency, --num-channels, "
                          "--dtype (and --gain-to-uv for integers) and --probe")
     elif path.suffix.lower() in NEO_BY_SUFFIX:
         return _read_neo(NEO_BY_SUFFIX[path.suffix.lower()], path, stream)
     return _read_neo(_neo_name_from_neo(path), path, stream)
+
+
+def _load_description(path: Path):
+    """A recording described by a SpikeInterface ``.json``/``.pkl`` (``recording.dump(...)``)."""
+    import json
+
+    import spikeinterface.core as sc
+
+    if path.suffix == ".json":
+        try:
+            described = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path} is not valid JSON ({exc}); a .json input must be a recording description "
+                             "written by SpikeInterface (recording.dump_to_json(...))") from exc
+        if not (isinstance(described, dict) and {"class", "module", "kwargs"} <= set(described)):
+            raise InputError(f"{path} is JSON but not a SpikeInterface recording description (it lacks class, "
+                             "module and kwargs); pass a file written by recording.dump_to_json(...), the folder "
+                             "of recording.save(...), or the raw data itself")
+    try:
+        return sc.load(path)
+    except Exception as exc:  # the described files moved, an extractor is missing, ...
+        raise InputError(f"SpikeInterface cannot open the recording described in {path}: {exc}") from exc
 
 
 def _neo_name_for_folder(path: Path) -> str | None:
