@@ -8,7 +8,7 @@ removed from its environment, as a user's shell would have them; the variants al
 each repeat so that both see the same background load, which is recorded (/proc/loadavg) beside
 every run. Writes the table into docs/benchmarks.md between the CONTENTION markers.
 
-    python scripts/benchmark_contention.py                   # demo tetrode, 30 s, 2 repeats (~10 min on 2 cores)
+    python scripts/benchmark_contention.py                   # demo tetrode, 30 s, 2 repeats
     python scripts/benchmark_contention.py --repeats 3 --no-doc
     python scripts/benchmark_contention.py --before 134af13   # any commit to compare with
 """
