@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._register import OUTPUT_SUBFOLDER
 from .errors import InputError
-from .params import SortParams, with_suggestion, default_params
+from .params import SortParams, default_params, with_suggestion
 from .runlog import log_to_file
 from .threads import prefer_passive_waiting, usable_cpus
 

@@ -163,7 +163,6 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
             from .report import build_report
 
             doing.what = f"writing the report of {output}"
-
             page = build_report(result.output_folder, recording=recording, ground_truth=ground_truth)
         return result, page
 

@@ -50,8 +50,7 @@ def check_target(target: Path, *, overwrite: bool, resume: bool) -> None:
                          f"{option('resume=True', '--resume')}")
     if partial.exists() and not resume:
         raise InputError(f"an interrupted run left {partial}; pass {option('resume=True', '--resume')} to continue "
-                         "it, or delete that folder "
-                         "to start over")
+                         "it, or delete that folder to start over")
 
 
 def open_partial(target: Path, *, resume: bool) -> Path:

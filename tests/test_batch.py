@@ -55,6 +55,8 @@ def test_manifest_csv_and_yaml(tmp_path):
 
 @pytest.mark.parametrize("rows, message", [
     ([dict(path="a", colour="red")], "unknown column(s) colour"),
+    ([dict(path="a", prob="tetrode", n_iteration="30")],
+     "unknown column(s) n_iteration (did you mean n_iterations?), prob (did you mean probe?);"),
     ([dict(path="x/a"), dict(path="y/a")], "would both write to a/"),
     ([dict(name="a")], "has no path"),
 ])
