@@ -1,20 +1,17 @@
 """CPU threads: how many torch may use, and how its idle threads wait.
 
-torch runs its CPU kernels on an OpenMP team (GNU OpenMP in the pip wheels). Two things make a
-sort collapse when the CPU is shared (a second sort, ``batch -j 2``, a test suite):
+torch runs its CPU kernels on an OpenMP team (GNU OpenMP in the pip wheels) whose idle members
+spin (300,000 spins at every barrier) before they sleep. Training is thousands of small parallel
+regions; when another process (a second sort, ``batch -j 2``, a test suite) holds one of the
+cores, the team's last thread waits for a time slice while the others burn the cores it needs.
+Measured on 2 cores beside other busy processes (load average 4): the demo's training took 99 s
+with spinning and 21 s with ``OMP_WAIT_POLICY=PASSIVE``; scripts/benchmark_contention.py has the
+side-by-side numbers.
 
-* a team larger than the CPUs this process may use: ``torch.get_num_threads()`` defaults to every
-  core of the machine, not to the affinity mask set by ``taskset``, cgroups or SLURM;
-* idle team members spin (GNU OpenMP: 300,000 spins at every barrier). Training is thousands of
-  small parallel regions; when the other process holds one of the cores, the team's last thread
-  waits for a time slice while the rest burn the cores it needs. Measured on 2 cores beside
-  another busy process: the demo's training 99 s with spinning, 21 s with ``OMP_WAIT_POLICY=PASSIVE``
-  (scripts/benchmark_contention.py has the side-by-side numbers).
-
-So the team is sized from the CPUs this process may use (``os.sched_getaffinity``), capped by what
-a job engine granted it (``OMP_NUM_THREADS``: dask, joblib and our SLURM script set it for their
-workers) and by the ``num_threads`` parameter, and never larger than the usable CPUs; and idle
-threads sleep (``OMP_WAIT_POLICY=PASSIVE``). OpenMP reads the wait policy once, when torch is
+So idle threads sleep, and the team is sized from the CPUs this process may use
+(``os.sched_getaffinity``), capped by what a job engine granted it (``OMP_NUM_THREADS``: dask,
+joblib and our SLURM script set it for their workers) and by the ``num_threads`` parameter,
+never larger than the usable CPUs, and logged. OpenMP reads the wait policy once, when torch is
 first imported, so :func:`prefer_passive_waiting` is called by the entry points (the CLI, the
 SpikeInterface plugin, the batch runner for its workers) before they import torch.
 """
