@@ -3,10 +3,11 @@ the thread fix (crsae_sort/threads.py), side by side on the same machine.
 
 "Before" is the code of the commit before the fix and "after" that of HEAD, each exported with
 `git archive` into a scratch folder and run from there (PYTHONPATH), so nothing in the package
-needs a switch to turn the fix off. Every run is a fresh `python -m crsae_sort` process with OMP_WAIT_POLICY and OMP_NUM_THREADS
-removed from its environment, as a user's shell would have them; the variants alternate within
-each repeat so that both see the same background load, which is recorded (/proc/loadavg) beside
-every run. Writes the table into docs/benchmarks.md between the CONTENTION markers.
+needs a switch to turn the fix off. Every run is a fresh `python -m crsae_sort` process with
+OMP_WAIT_POLICY and OMP_NUM_THREADS removed from its environment, as a user's shell would have
+them; the variants alternate within each repeat so that both see the same background load, which
+is recorded (/proc/loadavg) beside every run, with the CPU seconds each scenario burnt. Writes the
+table into docs/benchmarks.md between the CONTENTION markers.
 
     python scripts/benchmark_contention.py                   # demo tetrode, 30 s, 2 repeats
     python scripts/benchmark_contention.py --repeats 3 --no-doc
@@ -76,8 +77,18 @@ def _launch(tree: Path, args: list[str], log: Path) -> subprocess.Popen:
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
+def _wait(proc: subprocess.Popen) -> tuple[int, float]:
+    """Exit code and CPU seconds (user + system, with the workers it waited for) of ``proc``."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
 def run_scenario(scenario: str, tree: Path, rec: Path, work: Path) -> dict:
-    """Wall seconds until the last process ends, and each sort's training seconds."""
+    """Wall seconds until the last process ends, the slowest training, and the CPU seconds of all.
+
+    CPU seconds tell spinning from sharing whatever the neighbours do: a thread that spins while
+    it waits burns CPU time, one that sleeps does not."""
     work.mkdir(parents=True, exist_ok=True)
     for old in work.iterdir():
         shutil.rmtree(old) if old.is_dir() else old.unlink()
@@ -94,13 +105,13 @@ def run_scenario(scenario: str, tree: Path, rec: Path, work: Path) -> dict:
         procs = [_launch(tree, ["sort", str(rec), "-o", str(work / f"out{i}"), "--device", "cpu"],
                          work / f"sort{i}.log") for i in range(n)]
         summaries = [work / f"out{i}" / "summary.json" for i in range(n)]
-    codes = [p.wait() for p in procs]
+    codes, cpu = zip(*[_wait(p) for p in procs])
     wall = time.perf_counter() - t0
     if any(codes) or not all(s.exists() for s in summaries):
         logs = "\n".join(p.read_text()[-2000:] for p in work.glob("*.log"))
         raise SystemExit(f"{scenario} failed in {tree}:\n{logs}")
     train = [json.loads(s.read_text())["seconds"]["train"] for s in summaries]
-    return dict(wall_s=wall, train_s=max(train), load_before=load_before, load_after=load())
+    return dict(wall_s=wall, train_s=max(train), cpu_s=sum(cpu), load_before=load_before, load_after=load())
 
 
 def table(runs: list[dict], shas: dict, args, header: str) -> str:
@@ -108,19 +119,21 @@ def table(runs: list[dict], shas: dict, args, header: str) -> str:
         return statistics.median(r[key] for r in runs if r["variant"] == variant and r["scenario"] == scenario)
 
     lines = [header, "",
-             "| code | alone: wall s | alone: train s | two sorts together: wall s (x alone) | train s | "
-             "`batch -j 2`: wall s (x alone) | train s |", "|---|---|---|---|---|---|---|"]
+             "| code | alone: wall s | train s | CPU s | two sorts together: wall s (x alone) | train s | CPU s | "
+             "`batch -j 2`: wall s (x alone) | train s | CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for variant in ("before", "after"):
         solo = med(variant, "solo", "wall_s")
-        cells = [f"{variant} ({shas[variant]})", f"{solo:.1f}", f"{med(variant, 'solo', 'train_s'):.1f}"]
+        cells = [f"{variant} ({shas[variant]})", f"{solo:.1f}", f"{med(variant, 'solo', 'train_s'):.1f}",
+                 f"{med(variant, 'solo', 'cpu_s'):.0f}"]
         for scenario in ("pair", "batch"):
             wall = med(variant, scenario, "wall_s")
-            cells += [f"{wall:.1f} ({wall / solo:.2f}x)", f"{med(variant, scenario, 'train_s'):.1f}"]
+            cells += [f"{wall:.1f} ({wall / solo:.2f}x)", f"{med(variant, scenario, 'train_s'):.1f}",
+                      f"{med(variant, scenario, 'cpu_s'):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Every run, in the order run (load average 1/5/15 min before it):", "",
-              "| repeat | scenario | code | wall s | train s | load before |", "|---|---|---|---|---|---|"]
+    lines += ["", "Every run, in the order run (load average 1/5/15 min before it; CPU s of all its processes):", "",
+              "| repeat | scenario | code | wall s | train s | CPU s | load before |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['repeat']} | {r['scenario']} | {r['variant']} | {r['wall_s']:.1f} | {r['train_s']:.1f} | "
-              f"{r['load_before']} |" for r in runs]
+              f"{r['cpu_s']:.0f} | {r['load_before']} |" for r in runs]
     return "\n".join(lines)
 
 
