@@ -84,7 +84,7 @@ def _wait(proc: subprocess.Popen) -> tuple[int, float]:
     return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def run_scenario(scenario: str, tree: Path, rec: Path, work: Path) -> dict:
+def run_scenario(scenario: str, tree: Path, rec: Path, work: Path, sets: list[str]) -> dict:
     """Wall seconds until the last process ends, the slowest training, and the CPU seconds of all.
 
     CPU seconds tell spinning from sharing whatever the neighbours do: a thread that spins while
@@ -98,11 +98,11 @@ def run_scenario(scenario: str, tree: Path, rec: Path, work: Path) -> dict:
         manifest = work / "manifest.csv"
         manifest.write_text(f"path,name\n{rec},a\n{rec},b\n")
         procs = [_launch(tree, ["batch", str(manifest), "-o", str(work / "out"), "--engine", "processpoolexecutor",
-                                "-j", "2"], work / "batch.log")]
+                                "-j", "2", "--set", "device=cpu", *sets], work / "batch.log")]
         summaries = [work / "out" / name / "sorter_output" / "crsae" / "summary.json" for name in ("a", "b")]
     else:
         n = 1 if scenario == "solo" else 2
-        procs = [_launch(tree, ["sort", str(rec), "-o", str(work / f"out{i}"), "--device", "cpu"],
+        procs = [_launch(tree, ["sort", str(rec), "-o", str(work / f"out{i}"), "--device", "cpu", *sets],
                          work / f"sort{i}.log") for i in range(n)]
         summaries = [work / f"out{i}" / "summary.json" for i in range(n)]
     codes, cpu = zip(*[_wait(p) for p in procs])
@@ -145,6 +145,8 @@ def main() -> None:
                                                     "not measured)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of the demo tetrode")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a sort parameter for every run (as crsae-sort --set); repeatable")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
@@ -162,21 +164,23 @@ def main() -> None:
         for scenario in SCENARIOS:
             order = ("before", "after") if repeat % 2 else ("after", "before")
             for variant in order:
-                row = run_scenario(scenario, trees[variant], rec, work / "runs")
+                row = run_scenario(scenario, trees[variant], rec, work / "runs",
+                                   [x for kv in args.sets for x in ("--set", kv)])
                 runs.append(dict(row, repeat=repeat, scenario=scenario, variant=variant))
                 print(f"repeat {repeat} {scenario:5s} {variant:6s} wall {row['wall_s']:6.1f} s  train "
-                      f"{row['train_s']:6.1f} s  load {row['load_before']}", flush=True)
+                      f"{row['train_s']:6.1f} s  cpu {row['cpu_s']:6.0f} s  load {row['load_before']}", flush=True)
     minutes = (time.perf_counter() - started) / 60
+    settings = f"`{' '.join('--set ' + kv for kv in args.sets)}`" if args.sets else "default parameters"
     header = (f"Hardware: {cpu_name()}, {os.cpu_count()} cores ({usable_cpus()} usable by this process), "
-              f"torch CPU. Load average (1/5/15 min) {load_start} at the start, {load()} at the end: the machine "
-              f"was shared with other developers' jobs, so every number is relative to its neighbour in the same "
-              f"repeat. Recording: the demo tetrode (`crsae_sort.demo.ground_truth_tetrode({args.duration:g})`, "
-              f"6 units, 30 kHz) saved as a binary folder; default parameters, `--device cpu`. Each sort is a "
-              f"fresh `python -m crsae_sort` process (wall includes its start, about 4 s); two sorts together = "
-              f"two `sort` processes started at once, wall until the later ends; `batch -j 2` = "
-              f"`crsae-sort batch` of the same two recordings with `--engine processpoolexecutor -j 2`. Medians "
+              f"torch CPU. Load average (1/5/15 min) {load_start} at the start, {load()} at the end (on a shared "
+              f"machine every number is relative to its neighbour in the same repeat). Recording: the demo "
+              f"tetrode (`crsae_sort.demo.ground_truth_tetrode({args.duration:g})`, 6 units, 30 kHz) saved as a "
+              f"binary folder; `--device cpu` and {settings}. Each sort is a fresh `python -m crsae_sort` process "
+              f"(wall includes its start); two sorts together = two `sort` processes started at once, wall until "
+              f"the later ends; `batch -j 2` = `crsae-sort batch` of the same two recordings with `--engine "
+              f"processpoolexecutor -j 2`. CPU s = user + system seconds of all the processes of a run. Medians "
               f"of {args.repeats} repeats, before and after alternating; {minutes:.1f} min in all. Command: "
-              f"`python scripts/benchmark_contention.py --repeats {args.repeats}`.")
+              f"`python scripts/benchmark_contention.py {' '.join(sys.argv[1:])}`.")
     text = table(runs, shas, args, header)
     print(text)
     with (work / "runs.csv").open("w", newline="") as f:
