@@ -55,3 +55,14 @@ print(",".join(reading.probe_names()), group.get_contact_count(), group.probes[0
     names, count, positions = out.stdout.split(" ", 2)
     assert names.split(",") == PROBES and count == "4"
     assert positions.strip() == "[[0.0, 0.0], [0.0, 20.0], [20.0, 0.0], [20.0, 20.0]]"
+
+
+def test_help_lists_the_probes_and_points_at_nothing_an_install_lacks():
+    from click.testing import CliRunner
+
+    from crsae_sort.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["sort", "--help"]).output.split())
+    assert "a probe shipped with crsae-sort: " + ", ".join(PROBES) + "." in text
+    bench = CliRunner().invoke(main, ["bench", "--help"]).output
+    assert "docs/" not in bench and "Benchmarks section of the README" in " ".join(bench.split())
