@@ -12,11 +12,11 @@ table into docs/benchmarks.md between the CONTENTION markers.
     python scripts/benchmark_contention.py                   # demo tetrode, 30 s, 2 repeats
     python scripts/benchmark_contention.py --repeats 3 --no-doc
     python scripts/benchmark_contention.py --before 134af13   # any commit to compare with
+    python scripts/benchmark_contention.py --from-run DIR --no-doc   # reprint a finished run
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -114,7 +114,7 @@ def run_scenario(scenario: str, tree: Path, rec: Path, work: Path, sets: list[st
     return dict(wall_s=wall, train_s=max(train), cpu_s=sum(cpu), load_before=load_before, load_after=load())
 
 
-def table(runs: list[dict], shas: dict, args, header: str) -> str:
+def table(runs: list[dict], shas: dict, header: str) -> str:
     def med(variant, scenario, key):
         return statistics.median(r[key] for r in runs if r["variant"] == variant and r["scenario"] == scenario)
 
@@ -130,6 +130,16 @@ def table(runs: list[dict], shas: dict, args, header: str) -> str:
             cells += [f"{wall:.1f} ({wall / solo:.2f}x)", f"{med(variant, scenario, 'train_s'):.1f}",
                       f"{med(variant, scenario, 'cpu_s'):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+
+    def ratio(variant, scenario, key):
+        return med(variant, scenario, key) / med(variant, "solo", key)
+
+    lines += ["", f"Two sorts started together took {ratio('before', 'pair', 'wall_s'):.2f}x the wall time of one "
+              f"alone before the fix and {ratio('after', 'pair', 'wall_s'):.2f}x after (the aim: at most 2.5x; "
+              f"sharing two cores fairly costs 2x); they burnt {ratio('before', 'pair', 'cpu_s'):.1f}x the CPU "
+              f"seconds of one sort before and {ratio('after', 'pair', 'cpu_s'):.1f}x after (2x would mean no CPU "
+              f"time lost to waiting). `batch -j 2`: {ratio('before', 'batch', 'wall_s'):.2f}x before, "
+              f"{ratio('after', 'batch', 'wall_s'):.2f}x after."]
     lines += ["", "Every run, in the order run (load average 1/5/15 min before it; CPU s of all its processes):", "",
               "| repeat | scenario | code | wall s | train s | CPU s | load before |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['repeat']} | {r['scenario']} | {r['variant']} | {r['wall_s']:.1f} | {r['train_s']:.1f} | "
@@ -149,7 +159,11 @@ def main() -> None:
                     help="a sort parameter for every run (as crsae-sort --set); repeatable")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--from-run", type=Path, metavar="WORKDIR",
+                    help="only rewrite the tables from the run saved in WORKDIR/run.json")
     args = ap.parse_args()
+    if args.from_run:
+        return publish(args.from_run, args.no_doc)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_contention_"))
     trees = {"before": work / "before", "after": work / "after"}
     shas = {"before": export_tree(args.before or before_commit(), trees["before"]),
@@ -181,13 +195,16 @@ def main() -> None:
               f"processpoolexecutor -j 2`. CPU s = user + system seconds of all the processes of a run. Medians "
               f"of {args.repeats} repeats, before and after alternating; {minutes:.1f} min in all. Command: "
               f"`python scripts/benchmark_contention.py {' '.join(sys.argv[1:])}`.")
-    text = table(runs, shas, args, header)
+    (work / "run.json").write_text(json.dumps(dict(header=header, shas=shas, runs=runs), indent=1))
+    publish(work, args.no_doc)
+
+
+def publish(work: Path, no_doc: bool) -> None:
+    """Print the tables of the run saved in ``work/run.json`` and write them into the docs."""
+    saved = json.loads((work / "run.json").read_text())
+    text = table(saved["runs"], saved["shas"], saved["header"])
     print(text)
-    with (work / "runs.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(runs[0]))
-        writer.writeheader()
-        writer.writerows(runs)
-    if not args.no_doc:
+    if not no_doc:
         sys.path.insert(0, str(ROOT / "scripts"))
         from benchmark_speed import write_block
 
