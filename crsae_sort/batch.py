@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shlex
 import shutil
 import subprocess
@@ -22,8 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .params import SortParams, default_params
+from .params import SortParams, default_params, with_suggestion
 from .runlog import log_to_file
+from .threads import prefer_passive_waiting, usable_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ def read_manifest(path: str | Path) -> list[BatchJob]:
         overrides = dict(rec.pop("params", None) or {})
         unknown = sorted(set(rec) - set(MANIFEST_KEYS) - known)
         if unknown:
-            raise InputError(f"{where}: unknown column(s) {', '.join(unknown)}; use path, name, probe, stream or "
+            names = ", ".join(with_suggestion(u, (*MANIFEST_KEYS, *known)) for u in unknown)
+            raise InputError(f"{where}: unknown column(s) {names}; use path, name, probe, stream or "
                              "parameter names (`crsae-sort params`)")
         overrides.update({k: v for k, v in rec.items() if k in known})
         rec_path = Path(str(rec["path"])).expanduser()
@@ -135,7 +136,7 @@ def run_batch(manifest: str | Path, output: str | Path, *, engine: str = "loop",
 
     ``params`` are overrides for every row (a row's own overrides win). ``engine`` is one of
     SpikeInterface's ``run_sorter_jobs`` engines; ``n_jobs`` workers for the parallel ones (each
-    gets ``cpu_count // n_jobs`` torch threads unless ``num_threads`` is set, or the dask cluster
+    gets ``usable CPUs // n_jobs`` torch threads unless ``num_threads`` is set, or the dask cluster
     is an external one: ``engine_kwargs={"client": ...}`` or ``{"scheduler": address}``). ``only`` sorts one
     row (its 0-based index; the SLURM array uses it). ``slurm`` is handled by
     :func:`write_slurm_script`, not here.
@@ -154,8 +155,9 @@ def run_batch(manifest: str | Path, output: str | Path, *, engine: str = "loop",
     base = dict(params or {})
     SortParams.from_dict(base)  # a bad global override is everyone's problem: fail now
     external = engine == "dask" and any((engine_kwargs or {}).get(k) for k in ("client", "scheduler"))
-    if engine != "loop" and not external and "num_threads" not in base:  # workers share this machine's cores
-        base["num_threads"] = max(1, (os.cpu_count() or 1) // n_jobs)
+    if engine != "loop" and not external:  # workers share the CPUs this process may use
+        prefer_passive_waiting()  # inherited by the workers started below (crsae_sort.threads)
+        base.setdefault("num_threads", max(1, usable_cpus() // n_jobs))
     output.mkdir(parents=True, exist_ok=True)
     log_name = BATCH_LOG if only is None else f"crsae_batch.{only}.log"
     with log_to_file(output / log_name):

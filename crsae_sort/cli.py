@@ -4,21 +4,45 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+import traceback
 from pathlib import Path
 
 import click
 
-from .errors import InputError
+from .errors import InputError, command_line
+from .io.reading import probe_names
 
 logger = logging.getLogger("crsae_sort")
+_CONSOLE = "crsae_sort.console"
 
 
 def _setup_console(verbose: bool) -> None:
+    """Log to stderr: warnings; with -v every INFO line; without a terminal (a batch log, a pipe: no
+    progress bars there) also the lines marked as progress, one per stage."""
+    for old in [h for h in logger.handlers if h.get_name() == _CONSOLE]:  # an earlier command in this process
+        logger.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_CONSOLE)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setLevel(logging.INFO if verbose or not sys.stderr.isatty() else logging.WARNING)
+    if not verbose:
+        handler.addFilter(lambda r: r.levelno >= logging.WARNING or getattr(r, "progress", False))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def _failed_log(output) -> Path:
+    from .outfolder import failed_log_path
+
+    return failed_log_path(Path(output).resolve())
+
+
+class _Doing:
+    """What a command is doing now, for the message of an unexpected failure."""
+
+    def __init__(self, what: str):
+        self.what = what
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict:
@@ -43,28 +67,45 @@ def _load_params_file(path: str | None) -> dict:
     return data
 
 
-def _run_guarded(fn):
-    """Turn input errors into a short message; everything else keeps its traceback in the log."""
+def _run_guarded(fn, *, doing: _Doing, verbose: bool, failed_log: Path | None = None):
+    """Input errors become their one-line message. Anything else (a bug, a system fault) says what was
+    being done and where its traceback is (``failed_log``, unless the sort kept its own log there),
+    and -v prints the traceback."""
+    started = time.time()
     try:
-        return fn()
+        with command_line():
+            return fn()
     except InputError as exc:
         logger.debug("input error", exc_info=True)
         raise click.ClickException(str(exc)) from None
-    except Exception as exc:  # a bug or a system fault: one line here, the traceback in the run's log
-        notes = " ".join(getattr(exc, "__notes__", []))
-        raise click.ClickException(f"{type(exc).__name__}: {exc}. {notes or 'Rerun with -v for details.'}") from None
+    except Exception as exc:
+        from .runlog import write_failure_log
+
+        log = write_failure_log(failed_log, doing.what, exc, since=started) if failed_log is not None else None
+        if verbose:
+            click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+            where = "the traceback is above" + (f" and in {log}" if log else "")
+        else:
+            where = (f"the traceback is in {log}; " if log else "") + "rerun with -v to print it"
+        text = str(exc).strip().rstrip(".")
+        raise click.ClickException(f"while {doing.what}: {type(exc).__name__}: {text}; {where}") from None
 
 
 @click.group(context_settings=dict(help_option_names=["-h", "--help"]))
 @click.version_option(package_name="crsae-sort")
 def main():
     """Spike sorting with a constrained recurrent sparse autoencoder (CRsAE)."""
+    from .threads import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before any command imports torch: sorts sharing the CPU do not collapse
 
 
 @main.command("sort")
 @click.argument("input_path", metavar="INPUT", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output folder (must not exist unless --overwrite).")
-@click.option("--probe", help="Probe: a name in probes/ (e.g. tetrode) or a probeinterface file.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output folder (must not exist unless --overwrite; missing parent folders are created).")
+@click.option("--probe", help=f"Probe: a probeinterface file (.json, .prb) or a probe shipped with crsae-sort: "
+                              f"{', '.join(probe_names())}.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N (overrides the device parameter).")
 @click.option("--seed", type=int, help="Random seed (overrides the seed parameter).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter; repeatable.")
@@ -90,6 +131,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
              ground_truth, verbose):
     """Sort the recording at INPUT into the folder given by -o."""
     _setup_console(verbose)
+    doing = _Doing("reading the parameters")
 
     def run():
         from .params import SortParams
@@ -109,19 +151,22 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
             raise InputError("--ground-truth is used by the report: add --report")
         if ground_truth is not None and not Path(ground_truth).exists():
             raise InputError(f"ground-truth sorting {ground_truth} does not exist")
+        doing.what = f"opening {input_path}"
         recording = open_recording(input_path, probe=probe, sampling_frequency_hz=sampling_frequency,
                                    num_channels=num_channels, dtype=dtype, gain_to_uv=gain_to_uv,
                                    offset_to_uv=offset_to_uv, stream=stream, mat_variable=mat_variable)
+        doing.what = f"sorting {input_path} into {output}"
         result = sort(recording, output, params, model_path=model_path, overwrite=overwrite, resume=resume,
                       phy=phy, nwb=nwb)
         page = None
         if with_report:
             from .report import build_report
 
+            doing.what = f"writing the report of {output}"
             page = build_report(result.output_folder, recording=recording, ground_truth=ground_truth)
         return result, page
 
-    result, page = _run_guarded(run)
+    result, page = _run_guarded(run, doing=doing, verbose=verbose, failed_log=_failed_log(output))
     s = result.summary
     click.echo(f"{len(s.units)} units, {s.num_spikes} spikes from {s.duration_s:.1f} s in "
                f"{s.seconds['total']:.1f} s ({s.times_real_time:.1f}x real time) on {s.device}")
@@ -134,7 +179,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
 @click.argument("output_folder", metavar="OUT", type=click.Path())
 @click.option("--recording", "recording_path", type=click.Path(),
               help="The sorted recording, when OUT/recording.json is missing or stale (any input `sort` reads).")
-@click.option("--probe", help="With --recording: a probe name in probes/ or a probeinterface file.")
+@click.option("--probe", help=f"With --recording: a probeinterface file or one of {', '.join(probe_names())}.")
 @click.option("--ground-truth", type=click.Path(), help="A SpikeInterface sorting folder to compare with.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
@@ -156,7 +201,8 @@ def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
             recording = open_recording(recording_path, probe=probe)
         return build_report(output_folder, recording=recording, ground_truth=ground_truth)
 
-    page = _run_guarded(run)
+    page = _run_guarded(run, doing=_Doing(f"writing the report of {output_folder}"), verbose=verbose,
+                        failed_log=_failed_log(Path(output_folder) / "report"))
     click.echo(f"report: {page}")
 
 
@@ -176,7 +222,8 @@ def demo_cmd(output, duration_s, device, overwrite, verbose):
         return run_demo(output, duration_s=duration_s, params={"device": device} if device else None,
                         overwrite=overwrite)
 
-    result = _run_guarded(run)
+    result = _run_guarded(run, doing=_Doing(f"running the demo into {output}"), verbose=verbose,
+                          failed_log=_failed_log(output))
     click.echo(f"ground truth: {len(result.table)} units, {result.duration_s:.0f} s tetrode at 30 kHz")
     click.echo(f"{'unit':>6} {'SNR':>6} {'accuracy':>9} {'recall':>7} {'precision':>9}")
     for row in result.table:
@@ -215,7 +262,10 @@ def info_cmd():
 
     for name, version in versions().items():
         click.echo(f"{name}: {version}")
-    click.echo(f"torch threads: {torch.get_num_threads()}")
+    from .threads import choose_threads, describe_waiting
+
+    threads, why = choose_threads()
+    click.echo(f"torch threads: {threads} for a sort ({why}); {describe_waiting()}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
@@ -288,7 +338,9 @@ def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, sl
     batch is run again; a summary table ends the run (also in OUTPUT/batch_summary.csv).
     """
     _setup_console(verbose)
-    flat = _run_guarded(lambda: dict(_load_params_file(params_file), **_parse_sets(sets)))
+    doing = _Doing("reading the parameters")
+    flat = _run_guarded(lambda: dict(_load_params_file(params_file), **_parse_sets(sets)), doing=doing,
+                        verbose=verbose)
 
     if engine == "slurm":
         def slurm():
@@ -297,7 +349,8 @@ def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, sl
             sbatch = _parse_sets(tuple(slurm_args))
             return write_slurm_script(manifest, output, sets=flat, sbatch_args=sbatch, submit=not no_submit)
 
-        _, message = _run_guarded(slurm)
+        doing.what = f"writing the SLURM script into {output}"
+        _, message = _run_guarded(slurm, doing=doing, verbose=verbose, failed_log=_failed_log(output))
         click.echo(message)
         return
 
@@ -310,7 +363,8 @@ def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, sl
 
     from .batch import format_table
 
-    rows = _run_guarded(run)
+    doing.what = f"sorting the recordings of {manifest} into {output}"
+    rows = _run_guarded(run, doing=doing, verbose=verbose, failed_log=_failed_log(output))
     click.echo(format_table(rows))
     failed = sum(r.status == "failed" for r in rows)
     if failed:
@@ -321,7 +375,12 @@ def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, sl
 
 @main.group("bench")
 def bench_group():
-    """Benchmarks of the method itself (see docs/benchmarks.md)."""
+    """Benchmarks of the method itself.
+
+    The published tables (other sorters, real recordings, speed, memory, sorts sharing the CPU) and
+    the scripts that regenerate them are in the source repository: see the Benchmarks section of
+    the README (the project page).
+    """
 
 
 @bench_group.command("convex")
@@ -348,4 +407,5 @@ def bench_convex_cmd(output, plan_name, methods, device, verbose):
         plot(rows, folder / "cost_memory.png")
         return text
 
-    click.echo(_run_guarded(run))
+    click.echo(_run_guarded(run, doing=_Doing(f"running the convex benchmark into {output}"), verbose=verbose,
+                            failed_log=_failed_log(output)))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runlog import PROGRESS
+
 logger = logging.getLogger(__name__)
 
 DEMO_SEED = 2205
@@ -60,10 +62,13 @@ def run_demo(output_folder: str | Path | None = None, *, duration_s: float = 30.
     """Generate the ground-truth tetrode, sort it, and compare with the truth."""
     from .pipeline import sort
 
+    logger.info("demo: generating a %g-s ground-truth tetrode (seed %d)", duration_s, seed, extra=PROGRESS)
     recording, gt_sorting = ground_truth_tetrode(duration_s, seed)
+    logger.info("demo: sorting it into %s", output_folder, extra=PROGRESS)
     t0 = time.perf_counter()
     result = sort(recording, output_folder, params, overwrite=overwrite, progress=progress)
     wall = time.perf_counter() - t0
+    logger.info("demo: scoring %d units against the ground truth", len(result.sorting.unit_ids), extra=PROGRESS)
     table, mean_acc = score(recording, gt_sorting, result.sorting)
-    logger.info("demo: mean accuracy %.3f over units with SNR >= 5, %.1f s", mean_acc, wall)
+    logger.info("demo: mean accuracy %.3f over units with SNR >= 5, %.1f s", mean_acc, wall, extra=PROGRESS)
     return DemoResult(table, mean_acc, wall, duration_s, result.output_folder)

@@ -5,7 +5,7 @@ import logging
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, option
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +19,9 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
+            cpu = option("device='cpu'", "--device cpu")
             raise InputError(f"device {name!r} requested but torch sees no CUDA GPU "
-                             f"(torch {torch.__version__}); use --device cpu or auto")
+                             f"(torch {torch.__version__}); use {cpu} or auto")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
             raise InputError(f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .chunks import chunks
+from .errors import option
 from .model.crsae import CRsAE
 from .oom import run_in_parts
 from .params import InferenceParams
@@ -138,9 +139,9 @@ def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float) -> to
 
 def _encode_rows(model: CRsAE, batch: torch.Tensor) -> torch.Tensor:
     """Encode a batch of rows; on GPU out-of-memory in more, smaller parts (:mod:`crsae_sort.oom`)."""
+    cpu = option("device='cpu'", "--device cpu")
     parts, _ = run_in_parts(model.encode, batch, what="rows of screened segments",
-                            exhausted="out of GPU memory encoding a single row; lower chunk_duration_s or "
-                                      "use --device cpu")
+                            exhausted=f"out of GPU memory encoding a single row; lower chunk_duration_s or use {cpu}")
     return torch.cat(parts)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, option
 from .params import InitParams
 
 logger = logging.getLogger(__name__)
@@ -43,9 +43,10 @@ def initial_dictionary(recording, params: InitParams, seed: int) -> InitialDicti
         strongest = _strongest_negative_peak(recording, slices)
         seconds = sum(end - start for _, start, end in slices) / fs
         suggestion = max(2.0, float(np.floor(10 * 0.9 * strongest) / 10))
+        setting = option(f"detect_threshold={suggestion:g}", f"--set detect_threshold={suggestion:g}")
         raise InputError(f"only {n_peaks} spikes detected at detect_threshold={params.detect_threshold} in "
                          f"{seconds:.1f} s of recording; the strongest negative peak is {strongest:.1f} noise "
-                         f"sigma: try --set detect_threshold={suggestion:g}, or check that the recording holds spikes")
+                         f"sigma: try {setting}, or check that the recording holds spikes")
     labels = _cluster(snippets, params, seed)
     atoms, sizes = _cluster_templates(snippets, labels)
     if params.n_templates == 0:

@@ -9,6 +9,7 @@ needs no section name. Unknown keys and out-of-range values raise ``InputError``
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
@@ -100,7 +101,9 @@ class RunParams:
     """Where and how the run executes."""
     device: str = _p("auto", "Torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'.")
     seed: int = _p(0, "Random seed for window sampling, clustering and training.", "", 0, 2**32 - 1)
-    num_threads: int = _p(0, "CPU threads for torch; 0 keeps torch's default.", "", 0, 1024)
+    num_threads: int = _p(0, "CPU threads for torch; 0: every CPU this process may use (its affinity), or "
+                          "OMP_NUM_THREADS when a job engine set it lower. Never more than the usable CPUs.",
+                          "", 0, 1024)
 
 
 SECTIONS = {
@@ -146,7 +149,8 @@ class SortParams:
         known = {f.name: sec for sec, klass in sections_of.items() for f in dataclasses.fields(klass)}
         unknown = sorted(set(flat) - set(known))
         if unknown:
-            raise InputError(f"unknown parameter(s) {', '.join(unknown)}; see `crsae-sort params` for the list")
+            raise InputError(f"unknown parameter(s) {', '.join(with_suggestion(u, known) for u in unknown)}; "
+                             "see `crsae-sort params` for the list")
         built = {}
         for sec, klass in sections_of.items():
             hints = get_type_hints(klass)
@@ -209,6 +213,12 @@ def markdown_table() -> str:
 
 def default_params() -> dict[str, Any]:
     return SortParams().to_dict()
+
+
+def with_suggestion(name: str, known) -> str:
+    """``name``, with the closest known parameter name if one is close (``n_iteration`` -> ``n_iterations``)."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 def _bounds_text(f) -> str:

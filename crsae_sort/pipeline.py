@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .device import describe_device, resolve_device, warm_up
-from .errors import InputError
+from .errors import InputError, option
 from .infer import detect_spikes
 from .init_dictionary import initial_dictionary
 from .io import outfolder, results
@@ -25,6 +25,7 @@ from .params import SortParams
 from .postprocess import SortResult, build_result, combine_groups
 from .preprocess import preprocess
 from .runlog import StageTimer, log_to_file, versions
+from .threads import configure_threads
 from .train import initial_model, sample_windows, train
 from .validate import check_recording, scan_traces
 
@@ -69,8 +70,9 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
                              f"model's {trained.n_channels} channels; train a new model")
     n_groups = len(np.unique(recording.get_channel_groups()))
     if n_groups > 1 and trained is not None:
-        raise InputError(f"the recording has {n_groups} channel groups (shanks or tetrodes) and --model holds one "
-                         "group's model; sort without --model, or select one group first")
+        flag = option("model_path", "--model")
+        raise InputError(f"the recording has {n_groups} channel groups (shanks or tetrodes) and {flag} holds one "
+                         f"group's model; sort without {flag}, or select one group first")
     run = _sort_groups if n_groups > 1 else _sort
     if target is None:
         return run(recording, _Run(params, device, trained, progress, None, scan))
@@ -124,9 +126,8 @@ def _sort(recording, run: _Run) -> SortResult:
     logger.info("crsae-sort %s; versions %s", info["crsae-sort"], info)
     logger.info("parameters %s", params.to_dict())
     logger.info("recording: %s", recording)
+    configure_threads(params.run.num_threads)
     logger.info("device: %s", describe_device(run.device))
-    if params.run.num_threads:
-        torch.set_num_threads(params.run.num_threads)
     seed = params.run.seed
     torch.manual_seed(seed)
     timer = StageTimer()
@@ -206,8 +207,8 @@ def _cached(folder: Path | None, name: str, compute):
     if path.exists():
         blob = torch.load(path, weights_only=False)
         if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"checkpoint {path} was written by another version of crsae-sort; sort again "
-                             "without --resume (with --overwrite)")
+            again = option("resume=False, overwrite=True", "without --resume, with --overwrite")
+            raise InputError(f"checkpoint {path} was written by another version of crsae-sort; sort again {again}")
         logger.info("resuming: %s read from the checkpoint", name)
         return blob["value"]
     value = compute()

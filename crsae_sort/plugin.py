@@ -75,6 +75,9 @@ class CrsaeSorter(BaseSorter):
 
     @classmethod
     def _run_from_folder(cls, sorter_output_folder, params, verbose):
+        from .threads import prefer_passive_waiting
+
+        prefer_passive_waiting()  # before torch loads, in a fresh worker (crsae_sort.threads)
         from .pipeline import sort
 
         sorter_output_folder = Path(sorter_output_folder)

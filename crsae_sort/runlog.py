@@ -5,12 +5,15 @@ import contextlib
 import logging
 import platform
 import sys
+import tempfile
 import time
+import traceback
 from importlib import metadata
 from pathlib import Path
 
 logger = logging.getLogger("crsae_sort")
 
+PROGRESS = {"progress": True}  # extra= of the INFO lines shown without -v when no progress bar is drawn
 PACKAGES = ("crsae-sort", "torch", "spikeinterface", "neo", "probeinterface", "numpy", "scipy", "scikit-learn")
 
 
@@ -50,6 +53,29 @@ def log_to_file(path: Path, append: bool = False):
         logger.setLevel(previous)
 
 
+def write_failure_log(path: Path, what: str, exc: BaseException, *, since: float) -> Path | None:
+    """Write ``exc``'s traceback, the command and the versions to ``path``; returns where it went.
+
+    A sort that fails keeps its own log at that path: when it was written after ``since`` (the
+    command's start) it is left as it is. Without the folder, the log goes to the temporary
+    folder; None when nothing could be written.
+    """
+    try:
+        if path.stat().st_mtime >= since:
+            return path
+    except OSError:
+        pass
+    if not path.parent.is_dir():
+        path = Path(tempfile.gettempdir()) / path.name
+    text = [f"crsae-sort failed while {what}", f"command: {' '.join(sys.argv)}", f"versions: {versions()}", "",
+            "".join(traceback.format_exception(exc))]
+    try:
+        path.write_text("\n".join(text), encoding="utf-8")
+    except OSError:
+        return None
+    return path
+
+
 class StageTimer:
     """Wall seconds per pipeline stage, logged as each stage ends."""
 
@@ -59,7 +85,7 @@ class StageTimer:
     @contextlib.contextmanager
     def stage(self, name: str):
         t0 = time.perf_counter()
-        logger.info("stage %s: start", name)
+        logger.info("stage %s: start", name, extra=PROGRESS)
         yield
         self.seconds[name] = time.perf_counter() - t0
         logger.info("stage %s: %.2f s", name, self.seconds[name])

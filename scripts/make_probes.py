@@ -1,4 +1,8 @@
-"""Regenerate the probeinterface files in probes/ (run from the repository root)."""
+"""Regenerate the probeinterface files in probes/ (run from the repository root).
+
+probes/ is their source; building the package copies them into crsae_sort/probes/ (setup.py),
+where crsae_sort.io.reading finds them through importlib.resources.
+"""
 import argparse
 from pathlib import Path
 

@@ -55,6 +55,8 @@ def test_manifest_csv_and_yaml(tmp_path):
 
 @pytest.mark.parametrize("rows, message", [
     ([dict(path="a", colour="red")], "unknown column(s) colour"),
+    ([dict(path="a", prob="tetrode", n_iteration="30")],
+     "unknown column(s) n_iteration (did you mean n_iterations?), prob (did you mean probe?);"),
     ([dict(path="x/a"), dict(path="y/a")], "would both write to a/"),
     ([dict(name="a")], "has no path"),
 ])
@@ -105,7 +107,7 @@ def test_dask_batch_of_two_recordings(recordings, tmp_path, monkeypatch):
     rows = run_batch(manifest, tmp_path / "out", engine="dask", n_jobs=2)
     assert [r.status for r in rows] == ["sorted", "sorted"], [r.message for r in rows]
     params = json.loads((tmp_path / "out" / "rec_b" / "sorter_output" / "crsae" / "params.json").read_text())
-    assert params["num_threads"] == max(1, (os.cpu_count() or 1) // 2) and params["n_iterations"] == 10
+    assert params["num_threads"] == max(1, len(os.sched_getaffinity(0)) // 2) and params["n_iterations"] == 10
 
 
 def test_slurm_array_script(recordings, tmp_path):

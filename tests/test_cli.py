@@ -39,6 +39,7 @@ def test_sort_a_spikeinterface_folder_then_reuse_its_model(saved_tetrode, tmp_pa
     assert params["n_iterations"] == 30 and params["seed"] == 3 and params["device"] == "cpu"
     summary = json.loads((out_dir / "summary.json").read_text())
     assert len(summary["units"]) >= 4
+    assert "cpu threads: " in (out_dir / "crsae_sort.log").read_text()  # chosen once, logged with the run
     # a second run with the trained model and no training
     out2 = tmp_path / "out2"
     res = runner.invoke(main, ["sort", str(saved_tetrode), "-o", str(out2), "--model", str(out_dir / "model.pt")])

@@ -41,9 +41,9 @@ def test_killed_run_resumes_to_the_same_spikes(short_folder, tmp_path):
     killed_at = torch.load(checkpoint, weights_only=False)["state"]["step"]
     assert killed_at < 18  # killed mid-training (18 steps in all)
     assert not target.exists()  # nothing that looks finished
-    # a plain rerun refuses to clobber the interrupted run
+    # a plain rerun refuses to clobber the interrupted run, naming the Python argument that resumes it
     recording = open_recording(short_folder)
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(InputError, match="pass resume=True to continue it"):
         sort(recording, target, RESUME_PARAMS, progress=False)
     resumed = sort(recording, target, RESUME_PARAMS, resume=True, progress=False)
     assert "resuming training" in (target / "crsae_sort.log").read_text()

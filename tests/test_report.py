@@ -74,6 +74,24 @@ def test_report_has_every_figure_linked_metrics_and_ground_truth(reported):
     assert 'id="ground-truth"' in text and "<th>accuracy</th>" in text
 
 
+def test_report_shows_plain_ids_and_a_one_line_recording(reported):
+    _, out, _ = reported
+    text = (out / "report" / "index.html").read_text(encoding="utf-8")
+    cell = re.search(r"<tr><td>recording</td><td>(.*?)</td></tr>", text, re.S).group(1)
+    assert cell == "BinaryFolderRecording: 4 channels at 30000 Hz, 10.0 s in 1 segment, float32"
+    assert "np.int64" not in text and "np.float" not in text
+
+
+def test_numpy_scalars_in_notes_become_plain_values():
+    import numpy as np
+
+    from crsae_sort.report import plain_ids
+
+    note = f"Amplitude cutoff set to NaN for units {[np.int64(0), np.int64(12)]}: too few spikes (< {np.float64(30.0)})."
+    assert plain_ids(note) == "Amplitude cutoff set to NaN for units [0, 12]: too few spikes (< 30.0)."
+    assert plain_ids(f"units {[np.str_('a'), np.uint8(3)]}") == "units ['a', 3]"
+
+
 def test_sort_without_a_terminal_logs_one_line_per_stage_and_no_progress_bars(reported):
     _, out, proc = reported
     assert "INFO stage train:" in proc.stderr  # -v logs to the terminal ...

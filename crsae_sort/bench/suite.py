@@ -5,7 +5,7 @@
 
 Quick runs the convex-solver comparison (plan `quick`), the sorter comparison (quick cases),
 the two real clips and the encoder micro-benchmark. Full runs the convex plan `full`, the sorter
-comparison `--full`, the real clips, the encoder, and the end-to-end speed (`--full`) and
+comparison `--full`, the real clips, the encoder, sorts sharing the CPU (before and after the thread fix), and the end-to-end speed (`--full`) and
 memory tables. Each part is its own script (run them alone to redo one table); this only
 chains them, one after another and each in its own process, because parts running side by side
 on a small machine slow each other down.
@@ -47,7 +47,7 @@ def part(module: str, *args: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="full sizes (about an hour on 2 cores)")
-    ap.add_argument("--skip", action="append", default=[], choices=["convex", "sorters", "real", "encoder", "speed"],
+    ap.add_argument("--skip", action="append", default=[], choices=["convex", "sorters", "real", "encoder", "speed", "contention"],
                     help="leave one part's table as it is; repeatable")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--device", default="cpu", help="where the CRsAE encoder runs in the convex comparison")
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.full and "speed" not in args.skip:
         part("speed", "--full", "--workdir", str(work / "speed"))
         part("speed", "--memory", "--workdir", str(work / "speed"))
+    if args.full and "contention" not in args.skip:
+        part("contention", "--repeats", "3", "--workdir", str(work / "contention"))
     print(f"done in {time.perf_counter() - t0:.0f} s; tables in {DOC}")
 
 

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, option
 
 logger = logging.getLogger(__name__)
 
@@ -33,27 +33,31 @@ def failed_log_path(target: Path) -> Path:
 def check_target(target: Path, *, overwrite: bool, resume: bool) -> None:
     """Refuse, before any work, what would clobber results or cannot be written."""
     if target.exists() and not overwrite:
-        raise InputError(f"output folder {target} exists; pass --overwrite (overwrite=True) or choose another")
-    if not target.parent.exists():
-        raise InputError(f"parent folder {target.parent} of the output does not exist; create it first")
-    if not os.access(target.parent, os.W_OK):
-        raise InputError(f"cannot write into {target.parent} (permission denied); choose a writable folder")
+        raise InputError(f"output folder {target} exists; pass {option('overwrite=True', '--overwrite')} or choose "
+                         "another")
+    existing = next(p for p in target.parents if p.exists())  # missing parents are created, as by mkdir -p
+    if not existing.is_dir():
+        raise InputError(f"cannot create the output folder {target}: {existing} is a file; choose another path")
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"cannot write into {existing} (permission denied); choose a writable folder")
     partial = partial_path(target)
     owner = _lock_owner(partial)
     if owner is not None and _alive(owner):
         raise InputError(f"another crsae-sort run (process {owner}) is writing {target}; wait for it or "
                          "choose another output folder")
     if resume and not has_checkpoint(partial):
-        raise InputError(f"nothing to resume for {target}: no interrupted run in {partial.name}; run without --resume")
+        raise InputError(f"nothing to resume for {target}: no interrupted run in {partial.name}; run without "
+                         f"{option('resume=True', '--resume')}")
     if partial.exists() and not resume:
-        raise InputError(f"an interrupted run left {partial}; pass --resume to continue it, or delete that folder "
-                         "to start over")
+        raise InputError(f"an interrupted run left {partial}; pass {option('resume=True', '--resume')} to continue "
+                         "it, or delete that folder to start over")
 
 
 def open_partial(target: Path, *, resume: bool) -> Path:
-    """Create (or, resuming, reuse) the partial folder and take its lock."""
+    """Create (or, resuming, reuse) the partial folder, and the target's missing parents; take its lock."""
     partial = partial_path(target)
     try:
+        partial.parent.mkdir(parents=True, exist_ok=True)
         partial.mkdir(exist_ok=resume)
         (partial / "LOCK").write_text(str(os.getpid()))
     except OSError as exc:

@@ -5,15 +5,19 @@ multi-stream file, and an ambiguous choice is an error that lists the streams.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+from importlib import resources
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, option
 
 logger = logging.getLogger(__name__)
 
-PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"  # the repository's probes/ (this file is crsae_sort/io/)
+# the probe files: package data of an installed crsae-sort (crsae_sort/probes/, copied there from the
+# repository's probes/ by setup.py), the repository's probes/ in a source checkout
+SOURCE_PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"  # this file is crsae_sort/io/
 RAW_SUFFIXES = {".raw", ".bin", ".dat", ".int16", ".i16"}
 # file suffix -> SpikeInterface's Neo extractor name
 NEO_BY_SUFFIX = {".rhd": "intan", ".rhs": "intan", ".nev": "blackrock", ".ns1": "blackrock", ".ns2": "blackrock",
@@ -31,7 +35,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
                    offset_to_uv: float = 0.0, stream: str | None = None, mat_variable: str = "data"):
     """Open ``path`` as a SpikeInterface recording and make sure it has a probe.
 
-    ``probe`` is a probeinterface file or the name of a file in ``probes/`` (``tetrode``);
+    ``probe`` is a probeinterface file or the name of a shipped probe (``tetrode``, :func:`probe_names`);
     raw binary needs ``sampling_frequency_hz``, ``num_channels`` and ``dtype``; ``gain_to_uv``
     and ``offset_to_uv`` map integer samples to µV (raw binary and .mat).
     """
@@ -51,28 +55,45 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
     if probe is not None:
         recording = _with_probe(recording, load_probe(probe, recording.get_num_channels()))
     if not recording.has_probe():
-        raise InputError("recording has no probe attached: pass --probe tetrode (a name in probes/) or "
-                         "--probe my_probe.json (any probeinterface file)")
+        name = option("probe='tetrode'", "--probe tetrode")
+        file = option("probe='my_probe.json'", "--probe my_probe.json")
+        raise InputError(f"recording has no probe attached: pass {name} (one of {', '.join(probe_names())}) or "
+                         f"{file} (any probeinterface file)")
     logger.info("opened %s: %s", path, recording)
     return recording
 
 
+def _shipped_probes() -> dict:
+    """``{name: file}`` of the probes shipped with crsae-sort (Traversables; the files may sit in a zip)."""
+    folder = resources.files("crsae_sort") / "probes"
+    if not folder.is_dir():  # a source checkout: the repository's probes/
+        folder = SOURCE_PROBES_DIR
+    if not folder.is_dir():
+        return {}
+    return {f.name[:-len(".json")]: f for f in folder.iterdir() if f.name.endswith(".json")}
+
+
+def probe_names() -> list[str]:
+    """Names of the probes shipped with crsae-sort (``tetrode``, ``linear16``, ...)."""
+    return sorted(_shipped_probes())
+
+
 def load_probe(probe: str, num_channels: int):
-    """Read a probeinterface file (path or name in ``probes/``) with device channel indices set."""
+    """Read a probeinterface file (a path, or the name of a shipped probe) with device channel indices set."""
     import probeinterface as pi
 
     candidate = Path(probe)
-    if not candidate.exists():
-        named = sorted(PROBES_DIR.glob("*.json"))
-        match = [p for p in named if p.stem == probe]
-        if not match:
-            names = ", ".join(p.stem for p in named) or "none"
-            raise InputError(f"probe {probe!r} is neither a file nor a probe in probes/ (known: {names})")
-        candidate = match[0]
-    try:
-        group = pi.read_probeinterface(candidate) if candidate.suffix == ".json" else pi.read_prb(candidate)
-    except Exception as exc:  # probeinterface raises several types on malformed files
-        raise InputError(f"cannot read probe file {candidate}: {exc}") from exc
+    with contextlib.ExitStack() as stack:
+        if not candidate.is_file():
+            shipped = _shipped_probes()
+            if probe not in shipped:
+                raise InputError(f"probe {probe!r} is neither a file nor a probe shipped with crsae-sort (known: "
+                                 f"{', '.join(sorted(shipped)) or 'none: the installation lacks its probe files'})")
+            candidate = stack.enter_context(resources.as_file(shipped[probe]))
+        try:
+            group = pi.read_probeinterface(candidate) if candidate.suffix == ".json" else pi.read_prb(candidate)
+        except Exception as exc:  # probeinterface raises several types on malformed files
+            raise InputError(f"cannot read probe file {candidate}: {exc}") from exc
     n_contacts = group.get_contact_count()
     if n_contacts != num_channels:
         raise InputError(f"probe {candidate.name} has {n_contacts} contacts but the recording has "
@@ -115,7 +136,7 @@ def read_mat(path: Path, sampling_frequency_hz: float | None, *, variable: str =
 def _with_probe(recording, group):
     """A view of ``recording`` with the probe group attached; the input is untouched."""
     view = recording.select_channels(recording.channel_ids)
-    view.set_probegroup(group, in_place=True)
+    view.set_probegroup(group)  # in place on the view (SpikeInterface >= 0.105)
     return view
 
 
@@ -155,13 +176,35 @@ def _read_known(path: Path, stream: str | None):
     elif path.suffix == ".nwb":
         return _read_nwb(path, stream)
     elif path.suffix in (".json", ".pkl", ".pickle"):
-        return sc.load(path)
+        return _load_description(path)
     elif path.suffix in RAW_SUFFIXES:
         raise InputError(f"{path.name} looks like raw binary: pass --sampling-frequency, --num-channels, "
                          "--dtype (and --gain-to-uv for integers) and --probe")
     elif path.suffix.lower() in NEO_BY_SUFFIX:
         return _read_neo(NEO_BY_SUFFIX[path.suffix.lower()], path, stream)
     return _read_neo(_neo_name_from_neo(path), path, stream)
+
+
+def _load_description(path: Path):
+    """A recording described by a SpikeInterface ``.json``/``.pkl`` (``recording.dump(...)``)."""
+    import json
+
+    import spikeinterface.core as sc
+
+    if path.suffix == ".json":
+        try:
+            described = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path} is not valid JSON ({exc}); a .json input must be a recording description "
+                             "written by SpikeInterface (recording.dump_to_json(...))") from exc
+        if not (isinstance(described, dict) and {"class", "module", "kwargs"} <= set(described)):
+            raise InputError(f"{path} is JSON but not a SpikeInterface recording description (it lacks class, "
+                             "module and kwargs); pass a file written by recording.dump_to_json(...), the folder "
+                             "of recording.save(...), or the raw data itself")
+    try:
+        return sc.load(path)
+    except Exception as exc:  # the described files moved, an extractor is missing, ...
+        raise InputError(f"SpikeInterface cannot open the recording described in {path}: {exc}") from exc
 
 
 def _neo_name_for_folder(path: Path) -> str | None:

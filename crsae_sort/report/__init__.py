@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def _overview(folder: Path, summary: Summary, recording, out: Path) -> str:
     seconds = summary.seconds
     if seconds:
         figs.plot_timing(out / "timing.png", seconds=seconds, device=summary.device)
-    rows = [("output folder", str(folder)), ("recording", str(recording)),
+    rows = [("output folder", str(folder)), ("recording", describe_recording(recording)),
             ("duration", f"{summary.duration_s:.1f} s at {summary.sampling_frequency_hz:g} Hz; model at "
                          f"{summary.sampling_frequency_hz / summary.decimation:g} Hz"),
             ("units", f"{len(summary.units)} of {summary.num_templates} templates; "
@@ -141,6 +142,20 @@ def _overview(folder: Path, summary: Summary, recording, out: Path) -> str:
     if seconds:
         body += markup.img("timing.png", "seconds per stage")
     return markup.section("overview", "Overview", body)
+
+
+def describe_recording(recording) -> str:
+    """One line: the recording's class, channels, rate, duration, segments and sample type."""
+    fs = recording.get_sampling_frequency()
+    n_segments = recording.get_num_segments()
+    duration_s = sum(recording.get_num_samples(s) for s in range(n_segments)) / fs
+    return (f"{type(recording).__name__}: {recording.get_num_channels()} channels at {fs:g} Hz, "
+            f"{duration_s:.1f} s in {n_segments} segment{'s' if n_segments > 1 else ''}, {recording.get_dtype()}")
+
+
+def plain_ids(text: str) -> str:
+    """numpy scalars in a message as plain values: ``[np.int64(0), np.str_('a')]`` -> ``[0, 'a']``."""
+    return re.sub(r"np\.[a-z_]+[0-9]*_?\((.*?)\)", r"\1", text)
 
 
 def _dictionary(model, model_sampling_frequency_hz: float, summary: Summary, out: Path) -> str:
@@ -261,7 +276,7 @@ def _quality(sorting, filtered_uv, summary: Summary) -> str:
         bin_s = min(60.0, summary.duration_s / 10)  # presence ratio needs several bins
         metrics = compute_quality_metrics(analyzer, metric_names=QUALITY_METRICS, verbose=False,
                                           metric_params={"presence_ratio": {"bin_duration_s": bin_s}}, **_QUIET)
-    notes = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
+    notes = sorted({plain_ids(str(w.message)) for w in caught if issubclass(w.category, UserWarning)})
     for note in notes:
         logger.info("quality metrics: %s", note)
     by_unit = {u.unit_id: u for u in summary.units}
