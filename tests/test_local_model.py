@@ -57,22 +57,22 @@ def test_local_state_round_trip():
     assert torch.equal(again.encode(y), model.encode(y))
 
 
-@pytest.mark.parametrize("radius_um, local", [(50.0, True), (0.0, False), (1000.0, False)])
+@pytest.mark.parametrize("radius_um, local", [(50.0, True), (0.0, False), (100.0, False), (1000.0, False)])
 def test_initial_model_restricts_atoms_on_a_dense_probe_only(radius_um, local):
     from crsae_sort.init_dictionary import InitialDictionary
     from crsae_sort.params import SortParams
     from crsae_sort.train import initial_model
 
     g = np.random.default_rng(0)
-    atoms = g.standard_normal((4, 32, 12)).astype(np.float32)
+    atoms = g.standard_normal((4, 64, 12)).astype(np.float32)  # 64 channels: 50 µm keeps ~15 %
     atoms /= np.linalg.norm(atoms.reshape(4, -1), axis=1)[:, None, None]
     init = InitialDictionary(atoms, np.ones(4, np.float32), 4, 100, [25] * 4)
     model = initial_model(init, SortParams.from_dict({"radius_um": radius_um}), 60, torch.device("cpu"),
-                          _two_column_probe())
+                          _two_column_probe(64))
     assert model.is_local == local
     if local:
         peaks = (atoms ** 2).sum(axis=2).argmax(axis=1)
-        support, mask = channel_supports(_two_column_probe(), peaks, radius_um)
-        expected = to_dense(to_local(torch.from_numpy(atoms), support, mask), support, mask, 32)
+        support, mask = channel_supports(_two_column_probe(64), peaks, radius_um)
+        expected = to_dense(to_local(torch.from_numpy(atoms), support, mask), support, mask, 64)
         expected /= expected.flatten(1).norm(dim=1).view(-1, 1, 1)
         assert torch.allclose(model.dense_dictionary(), expected, atol=1e-6)

@@ -106,7 +106,7 @@ def test_api_names_python_arguments(tmp_path):
 
 
 def test_missing_parents_of_the_output_are_created(saved_tetrode_10s, tmp_path, monkeypatch):
-    import crsae_sort.outfolder as outfolder
+    import crsae_sort.io.outfolder as outfolder
 
     moves = []
     real_commit = outfolder.commit
