@@ -5,6 +5,11 @@ snippets of ``K = before + after`` samples around each peak are clustered (PCA, 
 an automatic number of templates or k-means for a fixed one), near-duplicate clusters are
 merged by best-lag cosine similarity, and each cluster's median snippet, scaled to unit norm,
 becomes an atom ``h_c`` ``(n_channels, n_times_atom)``.
+
+``init_method=global`` clusters all-channel snippets at once (tetrodes, small probes);
+``local`` clusters per spatial bin on the bin's channel neighbourhood and merges neighbouring
+duplicates (dense probes, :mod:`crsae_sort.init_local`); ``auto`` picks by the probe's extent.
+Atoms stay dense in both: every channel, as the model holds them.
 """
 from __future__ import annotations
 
@@ -112,8 +117,10 @@ def _local_templates(recording, slices, params: InitParams, seed: int, n_before:
     peaks = loc.detect_local(recording, slices, params.detect_threshold, n_before, n_after, hoods)
     _check_enough_peaks(peaks.n_peaks, recording, slices, params)
     labels = loc.cluster_bins(peaks, params.min_cluster_fraction, params.max_templates, seed)
-    if labels.max() < 0:
-        labels[:] = 0  # no structure anywhere: one template, as the global path does
+    if labels.max() < 0:  # no bin holds a cluster (a quiet recording): the whole probe at once
+        logger.info("local clustering found no cluster in %d bins; clustering all channels at once",
+                    len(hoods.channels))
+        return _global_templates(recording, slices, params, seed, n_before, n_after)
     atoms, sizes = loc.full_templates(recording, slices, peaks, labels, hoods, n_before, n_after, seed)
     n_clusters = len(atoms)
     atoms, sizes = loc.merge_nearby(atoms, sizes, locations, params.neighbourhood_radius_um,
@@ -140,7 +147,7 @@ def _locations(recording) -> np.ndarray:
     """Contact positions ``(n_channels, 2)`` in µm; a recording without them is one point."""
     try:
         return np.asarray(recording.get_channel_locations(), dtype=np.float64)[:, :2]
-    except Exception:  # no probe: every channel in one neighbourhood
+    except ValueError:  # no probe attached: every channel in one neighbourhood
         return np.zeros((recording.get_num_channels(), 2))
 
 

@@ -110,7 +110,7 @@ def cluster_bins(peaks: LocalPeaks, min_cluster_fraction: float, max_per_bin: in
     next_label = 0
     rng = np.random.default_rng(seed)
     for b, (snips, members) in enumerate(zip(peaks.snippets, peaks.members)):
-        if len(snips) < 10:
+        if len(snips) < MIN_CLUSTER_PEAKS:
             continue
         pick = np.arange(len(snips))
         if len(pick) > MAX_PEAKS_PER_BIN:

@@ -54,7 +54,7 @@ class InitParams:
     merge_amplitude_ratio: float = _p(1.3, "Largest amplitude ratio of two clusters that may be merged.",
                                       "", 1.0, 100.0)
     min_cluster_fraction: float = _p(0.01, "Smallest cluster kept, as a fraction of detected peaks (of the bin's "
-                                     "peaks for init_method=local); never below 10 peaks.", "", 0.0, 0.5)
+                                     "peaks for init_method=local); never below 10 peaks (20 per bin for local).", "", 0.0, 0.5)
     init_method: str = _p("auto", "Initial clustering: 'global' clusters all-channel snippets at once; 'local' "
                           "clusters each spatial bin's peaks on the bin's channel neighbourhood and merges the "
                           "same unit seen from neighbouring bins (cost linear in channels, for dense probes); "

@@ -36,6 +36,7 @@ MATCH_COSINE = 0.9      # best-lag cosine similarity that counts as "found"
 UNITS = {32: 16, 64: 24, 128: 48, 384: 120}
 SEED = 7
 METHODS = ("global", "local", "si-isosplit", "si-hdbscan")
+SI_METHODS = {"si-isosplit": "iterative-isosplit", "si-hdbscan": "iterative-hdbscan"}
 
 
 def make_case(num_channels: int, num_units: int, duration_s: float, seed: int = SEED):
@@ -117,7 +118,7 @@ def spikeinterface_init(recording, params, method: str, seed: int = 0):
     table["channel_index"] = peaks.channel_index
     order = np.lexsort((table["sample_index"], table["segment_index"]))
     kwargs = dict(seed=seed, noise_levels=np.ones(recording.get_num_channels(), "float32"), verbose=False)
-    _, labels = find_clusters_from_peaks(recording, table[order], method=method.removeprefix("si-"),
+    _, labels = find_clusters_from_peaks(recording, table[order], method=SI_METHODS[method],
                                          method_kwargs=kwargs, job_kwargs=dict(n_jobs=1, progress_bar=False))
     found = np.empty(peaks.n_peaks, dtype=np.int64)
     found[order] = labels
