@@ -165,9 +165,12 @@ def full_templates(recording, slices, peaks: LocalPeaks, labels: np.ndarray, hoo
         traces = peaks.cached.get(s)
         if traces is None:
             traces = recording.get_traces(segment_index=seg, start_frame=start, end_frame=end)
-        cut = traces[peaks.sample_index[sel][:, None] + window[None, :]]
-        np.add.at(sums, labels[sel], cut)
-        counts += np.bincount(labels[sel], minlength=n_clusters)
+        cut = traces[peaks.sample_index[sel][:, None] + window[None, :]].reshape(len(sel), -1)
+        present, which = np.unique(labels[sel], return_inverse=True)
+        onehot = np.zeros((len(present), len(sel)), dtype=cut.dtype)
+        onehot[which.ravel(), np.arange(len(sel))] = 1.0
+        sums[present] += (onehot @ cut).reshape(len(present), k, n_channels)   # sum per cluster, by BLAS
+        counts[present] += onehot.sum(axis=1)
     templates = sums / counts[:, None, None]
     for b, (snips, members) in enumerate(zip(peaks.snippets, peaks.members)):
         bin_labels = labels[members]
