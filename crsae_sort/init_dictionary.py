@@ -5,6 +5,11 @@ snippets of ``K = before + after`` samples around each peak are clustered (PCA, 
 an automatic number of templates or k-means for a fixed one), near-duplicate clusters are
 merged by best-lag cosine similarity, and each cluster's median snippet, scaled to unit norm,
 becomes an atom ``h_c`` ``(n_channels, n_times_atom)``.
+
+``init_method=global`` clusters all-channel snippets at once (tetrodes, small probes);
+``local`` clusters per spatial bin on the bin's channel neighbourhood and merges neighbouring
+duplicates (dense probes, :mod:`crsae_sort.init_local`); ``auto`` picks by the probe's extent.
+Atoms stay dense in both: every channel, as the model holds them.
 """
 from __future__ import annotations
 
@@ -28,32 +33,28 @@ class InitialDictionary:
     n_before: int               # samples before the peak in an atom
     n_peaks: int                # peaks detected
     cluster_sizes: list[int]    # peaks per atom
+    peak_channels: np.ndarray | None = None       # (n_atoms,) channel index of each atom's largest |value|
+    outside_energy: np.ndarray | None = None      # (n_atoms,) fraction of each atom's energy on channels
+                                                  # farther than neighbourhood_radius_um from its peak channel
+    method: str = "global"                        # the init_method that ran ("global" or "local")
 
 
 def initial_dictionary(recording, params: InitParams, seed: int) -> InitialDictionary:
-    """Detect, cut and cluster spikes of ``recording`` (unit noise); return unit-norm atoms."""
+    """Detect, cut and cluster spikes of ``recording`` (unit noise); return unit-norm atoms.
+
+    ``params.init_method`` picks the clustering: ``global`` (all channels at once, the whole probe
+    one neighbourhood), ``local`` (per spatial bin, :mod:`crsae_sort.init_local`) or ``auto``
+    (``global`` when one neighbourhood holds every channel or ``n_templates`` is fixed).
+    """
     fs = recording.get_sampling_frequency()
     n_before = max(1, int(round(params.template_ms_before * fs / 1000)))
     n_after = max(1, int(round(params.template_ms_after * fs / 1000)))
+    method = resolve_init_method(recording, params)
     slices = _random_slices(recording, params.init_duration_s, seed)
-    snippets = _detect_and_cut(recording, slices, params.detect_threshold, n_before, n_after)
-    n_peaks = len(snippets)
-    min_peaks = max(10, params.n_templates)
-    if n_peaks < min_peaks:
-        strongest = _strongest_negative_peak(recording, slices)
-        seconds = sum(end - start for _, start, end in slices) / fs
-        suggestion = max(2.0, float(np.floor(10 * 0.9 * strongest) / 10))
-        setting = option(f"detect_threshold={suggestion:g}", f"--set detect_threshold={suggestion:g}")
-        raise InputError(f"only {n_peaks} spikes detected at detect_threshold={params.detect_threshold} in "
-                         f"{seconds:.1f} s of recording; the strongest negative peak is {strongest:.1f} noise "
-                         f"sigma: try {setting}, or check that the recording holds spikes")
-    labels = _cluster(snippets, params, seed)
-    atoms, sizes = _cluster_templates(snippets, labels)
-    if params.n_templates == 0:
-        atoms, sizes = _merge_similar(atoms, sizes, params.merge_similarity, params.merge_amplitude_ratio)
-        if len(atoms) > params.max_templates:
-            keep = np.argsort(sizes)[::-1][: params.max_templates]
-            atoms, sizes = atoms[keep], [sizes[i] for i in keep]
+    if method == "global":
+        atoms, sizes, n_peaks = _global_templates(recording, slices, params, seed, n_before, n_after)
+    else:
+        atoms, sizes, n_peaks = _local_templates(recording, slices, params, seed, n_before, n_after)
     norms = np.linalg.norm(atoms.reshape(len(atoms), -1), axis=1)
     weak = norms < params.detect_threshold
     if weak.any() and not weak.all() and params.n_templates == 0:
@@ -63,10 +64,104 @@ def initial_dictionary(recording, params: InitParams, seed: int) -> InitialDicti
         atoms, norms = atoms[~weak], norms[~weak]
         sizes = [s for s, w in zip(sizes, weak) if not w]
     dictionary = np.ascontiguousarray(atoms.transpose(0, 2, 1)) / norms[:, None, None]  # (C, M, K)
-    logger.info("initial dictionary: %d peaks -> %d templates of %d samples (sizes %s, amplitudes %s)",
-                n_peaks, len(dictionary), n_before + n_after, sizes, np.array2string(norms, precision=1))
+    peaks = _peak_channels(dictionary)
+    outside = _outside_energy(dictionary, peaks, _locations(recording), params.neighbourhood_radius_um)
+    logger.info("initial dictionary (%s): %d peaks -> %d templates of %d samples (sizes %s, amplitudes %s, "
+                "energy outside %g um of the peak channel: median %.3f, max %.3f)", method, n_peaks,
+                len(dictionary), n_before + n_after, sizes, np.array2string(norms, precision=1),
+                params.neighbourhood_radius_um, np.median(outside) if len(outside) else 0.0,
+                outside.max() if len(outside) else 0.0)
     return InitialDictionary(dictionary.astype(np.float32), norms.astype(np.float32), n_before, n_peaks,
-                             list(map(int, sizes)))
+                             list(map(int, sizes)), peaks, outside.astype(np.float32), method)
+
+
+def resolve_init_method(recording, params: InitParams) -> str:
+    """``global`` or ``local``: what ``params.init_method`` means for this recording's probe."""
+    if params.init_method == "local" and params.n_templates > 0:
+        raise InputError(f"n_templates={params.n_templates} fixes the total number of templates, which only "
+                         "init_method=global can do; set n_templates=0 or init_method=global")
+    if params.init_method != "auto":
+        return params.init_method
+    if params.n_templates > 0:
+        return "global"
+    from .init_local import neighbourhoods
+
+    hoods = neighbourhoods(_locations(recording), params.neighbourhood_radius_um, params.spatial_bin_um)
+    n_channels = recording.get_num_channels()
+    return "global" if all(len(c) == n_channels for c in hoods.channels) else "local"
+
+
+def _global_templates(recording, slices, params: InitParams, seed: int, n_before: int,
+                      n_after: int) -> tuple[np.ndarray, list[int], int]:
+    """Templates ``(n, K, n_channels)`` from clustering all-channel snippets at once; sizes; peaks."""
+    snippets = _detect_and_cut(recording, slices, params.detect_threshold, n_before, n_after)
+    n_peaks = len(snippets)
+    _check_enough_peaks(n_peaks, recording, slices, params)
+    labels = _cluster(snippets, params, seed)
+    atoms, sizes = _cluster_templates(snippets, labels)
+    if params.n_templates == 0:
+        atoms, sizes = _merge_similar(atoms, sizes, params.merge_similarity, params.merge_amplitude_ratio)
+        if len(atoms) > params.max_templates:
+            keep = np.argsort(sizes)[::-1][: params.max_templates]
+            atoms, sizes = atoms[keep], [sizes[i] for i in keep]
+    return atoms, sizes, n_peaks
+
+
+def _local_templates(recording, slices, params: InitParams, seed: int, n_before: int,
+                     n_after: int) -> tuple[np.ndarray, list[int], int]:
+    """Templates from clustering per spatial bin, duplicates across neighbouring bins merged."""
+    from . import init_local as loc
+
+    locations = _locations(recording)
+    hoods = loc.neighbourhoods(locations, params.neighbourhood_radius_um, params.spatial_bin_um)
+    peaks = loc.detect_local(recording, slices, params.detect_threshold, n_before, n_after, hoods)
+    _check_enough_peaks(peaks.n_peaks, recording, slices, params)
+    labels = loc.cluster_bins(peaks, params.min_cluster_fraction, params.max_templates, seed)
+    if labels.max() < 0:  # no bin holds a cluster (a quiet recording): the whole probe at once
+        logger.info("local clustering found no cluster in %d bins; clustering all channels at once",
+                    len(hoods.channels))
+        return _global_templates(recording, slices, params, seed, n_before, n_after)
+    atoms, sizes = loc.full_templates(recording, slices, peaks, labels, hoods, n_before, n_after, seed)
+    n_clusters = len(atoms)
+    atoms, sizes = loc.merge_nearby(atoms, sizes, locations, params.neighbourhood_radius_um,
+                                    params.merge_similarity, params.merge_amplitude_ratio)
+    order = np.argsort(loc.peak_channels(atoms), kind="stable")  # atoms ordered along the probe
+    logger.info("local clustering: %d bins, %d peaks -> %d clusters -> %d after merging neighbours",
+                len(hoods.channels), peaks.n_peaks, n_clusters, len(atoms))
+    return atoms[order], [sizes[i] for i in order], peaks.n_peaks
+
+
+def _check_enough_peaks(n_peaks: int, recording, slices, params: InitParams) -> None:
+    min_peaks = max(10, params.n_templates)
+    if n_peaks < min_peaks:
+        fs = recording.get_sampling_frequency()
+        strongest = _strongest_negative_peak(recording, slices)
+        seconds = sum(end - start for _, start, end in slices) / fs
+        suggestion = max(2.0, float(np.floor(10 * 0.9 * strongest) / 10))
+        setting = option(f"detect_threshold={suggestion:g}", f"--set detect_threshold={suggestion:g}")
+        raise InputError(f"only {n_peaks} spikes detected at detect_threshold={params.detect_threshold} in "
+                         f"{seconds:.1f} s of recording; the strongest negative peak is {strongest:.1f} noise "
+                         f"sigma: try {setting}, or check that the recording holds spikes")
+
+
+def _locations(recording) -> np.ndarray:
+    """Contact positions ``(n_channels, 2)`` in µm; a recording without them is one point."""
+    try:
+        return np.asarray(recording.get_channel_locations(), dtype=np.float64)[:, :2]
+    except ValueError:  # no probe attached: every channel in one neighbourhood
+        return np.zeros((recording.get_num_channels(), 2))
+
+
+def _peak_channels(dictionary: np.ndarray) -> np.ndarray:
+    """Channel of each atom's largest absolute value; ``dictionary`` is ``(n_atoms, n_channels, K)``."""
+    return np.abs(dictionary).max(axis=2).argmax(axis=1).astype(np.int64)
+
+
+def _outside_energy(dictionary: np.ndarray, peaks: np.ndarray, locations: np.ndarray, radius_um: float) -> np.ndarray:
+    """Fraction of each atom's energy on channels farther than ``radius_um`` from its peak channel."""
+    energy = (dictionary.astype(np.float64) ** 2).sum(axis=2)                  # (n_atoms, n_channels)
+    far = np.linalg.norm(locations[None, :, :] - locations[peaks][:, None, :], axis=2) > radius_um
+    return (energy * far).sum(axis=1) / np.maximum(energy.sum(axis=1), 1e-30)
 
 
 def _random_slices(recording, duration_s: float, seed: int) -> list[tuple[int, int, int]]:

@@ -42,14 +42,28 @@ class InitParams:
     init_duration_s: float = _p(60.0, "Seconds of recording (random chunks) used for detection and clustering.",
                                 "s", 1.0, 3600.0)
     n_templates: int = _p(0, "Number of templates; 0 chooses it automatically by clustering.", "", 0, 512)
-    max_templates: int = _p(24, "Upper bound on the automatic number of templates.", "", 1, 512)
+    max_templates: int = _p(24, "Upper bound on the automatic number of templates per clustering neighbourhood: "
+                            "the whole probe for init_method=global, each spatial bin for local (so the total "
+                            "grows with the probe).", "", 1, 512)
     template_ms_before: float = _p(0.6, "Template length before its peak.", "ms", 0.05, 10.0)
     template_ms_after: float = _p(1.4, "Template length after its peak.", "ms", 0.1, 20.0)
     merge_similarity: float = _p(0.9, "Clusters are merged when their templates' best-lag cosine similarity "
                                  "exceeds this and their amplitudes are within merge_amplitude_ratio.", "", 0.5, 1.0)
     merge_amplitude_ratio: float = _p(1.3, "Largest amplitude ratio of two clusters that may be merged.",
                                       "", 1.0, 100.0)
-    min_cluster_fraction: float = _p(0.01, "Smallest cluster kept, as a fraction of detected peaks.", "", 0.0, 0.5)
+    min_cluster_fraction: float = _p(0.01, "Smallest cluster kept, as a fraction of detected peaks (of the bin's "
+                                     "peaks for init_method=local); never below 10 peaks (20 per bin for local).", "", 0.0, 0.5)
+    init_method: str = _p("auto", "Initial clustering: 'global' clusters all-channel snippets at once; 'local' "
+                          "clusters each spatial bin's peaks on the bin's channel neighbourhood and merges the "
+                          "same unit seen from neighbouring bins (cost linear in channels, for dense probes); "
+                          "'auto' is global when one neighbourhood holds every channel (tetrodes, small probes) "
+                          "or n_templates is fixed, else local.", choices=("auto", "global", "local"))
+    neighbourhood_radius_um: float = _p(60.0, "init_method=local: a bin's peaks are cut and clustered on the "
+                                        "channels within this distance of the bin's channels; templates are merged "
+                                        "only when their peak channels are this close.", "um", 1.0, 10000.0)
+    spatial_bin_um: float = _p(40.0, "init_method=local: side of the square grid that groups peaks by the position "
+                               "of their peak channel (Kilosort4 clusters per spatial bin likewise).", "um", 1.0,
+                               10000.0)
 
 
 @dataclass(frozen=True)

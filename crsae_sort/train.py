@@ -38,8 +38,8 @@ def initial_model(init, params: SortParams, n_window: int, device: torch.device,
     threshold for windows of ``n_window`` samples, and the chosen encoder.
 
     With ``channel_locations_um`` ``(M, 2)`` and ``radius_um > 0``, each atom keeps only the channels
-    within ``radius_um`` of its peak channel (the channel of largest energy in its initial
-    template), renormalised. When the atoms would keep more than ``LOCAL_MAX_SHARE`` of the
+    within ``radius_um`` of its peak channel (the channel of its initial template's largest absolute
+    value), renormalised. When the atoms would keep more than ``LOCAL_MAX_SHARE`` of the
     channels on average (tetrodes, short probes) the dictionary stays dense: there the block-local
     operator costs more than it saves (a 32-channel, 2-column probe at 100 µm keeps ~60 % and
     sorted 2x slower on 2 CPU cores at the same accuracy).
@@ -53,7 +53,9 @@ def initial_model(init, params: SortParams, n_window: int, device: torch.device,
     if channel_locations_um is not None and model_params.radius_um > 0:
         from .model.local_operator import channel_supports, to_local
 
-        peaks = (init.dictionary ** 2).sum(axis=2).argmax(axis=1)
+        peaks = init.peak_channels
+        if peaks is None:  # an initial dictionary from an older checkpoint
+            peaks = np.abs(init.dictionary).max(axis=2).argmax(axis=1)
         support, mask = channel_supports(channel_locations_um, peaks, model_params.radius_um)
         share = float(mask.sum()) / (n_atoms * n_channels)
         if share > LOCAL_MAX_SHARE:
