@@ -50,7 +50,7 @@ def make_case(name: str, folder: Path, np_duration_s: float, tetrode_duration_s:
     if name == "tetrode-5min":
         recording, sorting = ground_truth_tetrode(tetrode_duration_s, DEMO_SEED)
     else:
-        probe = load_probe("neuropixels1", 384)
+        probe = load_probe("neuropixels1", 384).probes[0]
         recording, sorting = generate_ground_truth_recording(
             durations=[np_duration_s], sampling_frequency=30000.0, num_channels=384, num_units=120,
             probe=probe, seed=DEMO_SEED, generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0),
@@ -95,7 +95,7 @@ def _device_name(device: str) -> str:
 
 
 def run(out: Path, cases: list[str], np_duration_s: float, timeout_s: float,
-        tetrode_duration_s: float = 300.0) -> list[dict]:
+        tetrode_duration_s: float = 300.0, sorters: list[str] | None = None) -> list[dict]:
     import spikeinterface as si
 
     from ..demo import score
@@ -107,6 +107,8 @@ def run(out: Path, cases: list[str], np_duration_s: float, timeout_s: float,
         recording, gt = si.load(case / "recording"), si.load(case / "gt_sorting")
         print(f"{name}: ground truth ready in {time.perf_counter() - t0:.0f} s", flush=True)
         for sorter, device in CASES[name]["runs"]:
+            if sorters and sorter not in sorters:
+                continue
             folder = out / f"{name}_{sorter}_{device}"
             cmd = [sys.executable, "-m", "crsae_sort.bench.gpu", "--worker", str(case), sorter, device, str(folder)]
             row = dict(case=name, sorter=sorter, device=_device_name(device),
@@ -146,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
     ap.add_argument("--np-duration-s", type=float, default=120.0, help="length of the 384-channel case")
     ap.add_argument("--tetrode-duration-s", type=float, default=300.0, help="length of the tetrode case")
+    ap.add_argument("--sorters", default="", help="comma-separated subset of crsae, kilosort4 (default: all)")
     ap.add_argument("--timeout-s", type=float, default=900.0, help="per sorter run")
     ap.add_argument("--out", type=Path, default=Path("benchmark_gpu"), help="work folder (recordings, sortings)")
     ap.add_argument("--no-doc", action="store_true", help="leave docs/benchmarks.md alone")
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.out.mkdir(parents=True, exist_ok=True)
     rows = run(args.out, [c for c in args.cases.split(",") if c], args.np_duration_s, args.timeout_s,
-               args.tetrode_duration_s)
+               args.tetrode_duration_s, [s for s in args.sorters.split(",") if s])
     (args.out / "gpu.json").write_text(json.dumps(rows, indent=2, default=float))
     text = table(rows)
     print(text)

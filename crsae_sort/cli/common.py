@@ -33,7 +33,7 @@ def setup_console(verbose: bool) -> None:
 
 
 def failed_log(output) -> Path:
-    from .outfolder import failed_log_path
+    from ..io.outfolder import failed_log_path
 
     return failed_log_path(Path(output).resolve())
 
@@ -79,7 +79,7 @@ def run_guarded(fn, *, doing: Doing, verbose: bool, failed_log: Path | None = No
         logger.debug("input error", exc_info=True)
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
-        from .runlog import write_failure_log
+        from ..runlog import write_failure_log
 
         log = write_failure_log(failed_log, doing.what, exc, since=started) if failed_log is not None else None
         if verbose:

@@ -117,7 +117,8 @@ class CRsAE(nn.Module):
     def _layout(self):
         key = str(self.dictionary.device)
         if key not in self._layouts:  # the block partition depends on the supports only: once per device
-            self._layouts[key] = local_layout(self.support, self.mask, self.n_channels, self.dictionary.shape[-1])
+            layout = local_layout(self.support, self.mask, self.n_channels, self.dictionary.shape[-1])
+            self._layouts[key] = layout.to(self.dictionary.device)
         return self._layouts[key]
 
     def dense_dictionary(self) -> torch.Tensor:
