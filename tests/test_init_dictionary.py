@@ -1,14 +1,12 @@
 """The initial dictionary: per-neighbourhood clustering on a dense probe, and the global path kept for small ones.
 
-The dense-probe test scores atoms against ground truth the way scripts/benchmark_init.py does: a
+The dense-probe test scores atoms against ground truth the way crsae_sort/bench/init.py (scripts/benchmark_init.py) does: a
 ground-truth unit is found when some atom has best-lag cosine similarity >= 0.9 with the unit's
 mean waveform on the same preprocessed recording. Templates rather than spike-time agreement,
 because the dictionary is what this stage hands to training: a cluster can agree with a unit's
 spike times and still be a poor atom (misaligned, or the mean of two phases), and an atom that
 matches the template is one training can start from.
 """
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,14 +17,10 @@ from crsae_sort.init_dictionary import _merge_similar, initial_dictionary, resol
 from crsae_sort.params import SortParams
 from crsae_sort.preprocess import preprocess
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_init.py"
-
-
 def _bench():
-    spec = importlib.util.spec_from_file_location("benchmark_init", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from crsae_sort.bench import init
+
+    return init
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def test_probes_are_found_through_importlib_resources_in_the_installed_package(w
 import sys
 sys.path.insert(0, {str(wheel)!r})
 import crsae_sort
-from crsae_sort import reading
+from crsae_sort.io import reading
 assert crsae_sort.__file__.startswith({str(wheel)!r}), crsae_sort.__file__
 shipped = reading._shipped_probes()
 assert str(shipped["tetrode"]).startswith({str(wheel)!r}), shipped["tetrode"]
