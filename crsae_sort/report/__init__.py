@@ -10,7 +10,7 @@ script are inline (``html.py``).
 """
 from __future__ import annotations
 
-import html
+from html import escape
 import json
 import logging
 import re
@@ -286,7 +286,7 @@ def _quality(sorting, filtered_uv, summary: Summary) -> str:
     text = (f"<p>Computed by SpikeInterface's quality metrics on the band-passed recording (presence ratio in "
             f"{bin_s:g}-s bins). Click a column header to sort.</p>")
     if notes:
-        text += "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+        text += "<ul class='notes'>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
     table = markup.table(["unit", "spikes", "rate (Hz)", "λ", "peak (µV)"] + columns, rows, sortable=True)
     return markup.section("quality", "Quality metrics", text + table)
 
