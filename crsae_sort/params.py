@@ -23,7 +23,8 @@ from .model.gradients import DICTIONARY_GRADIENTS
 @dataclass(frozen=True)
 class PreprocessParams:
     """Band-pass, common reference, whitening and decimation (all SpikeInterface, applied lazily)."""
-    freq_min_hz: float = _p(300.0, "High-pass corner of the band-pass filter.", "Hz", 1.0, 10000.0)
+    freq_min_hz: float = _p(300.0, "High-pass corner of the band-pass filter (SpikeInterface refuses corners below "
+                            "100 Hz in chunked filtering: spikes need none).", "Hz", 100.0, 10000.0)
     freq_max_hz: float = _p(6000.0, "Low-pass corner; lowered to 0.45 x the sampling rate when above it.",
                             "Hz", 10.0, 50000.0)
     common_reference: str = _p("auto", "Common reference: 'median', 'none', or 'auto' (median when the "
