@@ -196,9 +196,6 @@ def _sort_groups(recording, run: _Run) -> SortResult:
     return result
 
 
-CHECKPOINT_FORMAT = 2  # version of init.pt / trained.pt in the checkpoint folder
-
-
 def _cached(folder: Path | None, name: str, compute):
     """``compute()``, saved to ``folder/name`` once done, and read back from there when resuming."""
     if folder is None:
@@ -206,13 +203,13 @@ def _cached(folder: Path | None, name: str, compute):
     path = folder / name
     if path.exists():
         blob = torch.load(path, weights_only=False)
-        if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        if not isinstance(blob, dict) or blob.get("format") != outfolder.CHECKPOINT_FORMAT:
             again = option("resume=False, overwrite=True", "without --resume, with --overwrite")
             raise InputError(f"checkpoint {path} was written by another version of crsae-sort; sort again {again}")
         logger.info("resuming: %s read from the checkpoint", name)
         return blob["value"]
     value = compute()
-    results.save_torch(dict(format=CHECKPOINT_FORMAT, value=value), path)
+    results.save_torch(dict(format=outfolder.CHECKPOINT_FORMAT, value=value), path)
     return value
 
 

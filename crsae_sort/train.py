@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError, option
+from .io.outfolder import CHECKPOINT_FORMAT
+from .io.results import save_torch
 from .model.crsae import CRsAE
 from .model.gradients import get_dictionary_gradient
 from .model.losses import gamma_prior, lambda_loss, reconstruction_loss, universal_lambda
@@ -226,15 +228,17 @@ def _evaluate(st: _State, model: CRsAE, val: torch.Tensor, train_loss: float, pa
 
 def _save(path: Path, st: _State, model, opt_dict, opt_lam, gen) -> None:
     """Write the checkpoint atomically (a killed write leaves the previous one intact)."""
-    blob = dict(state=st.__dict__, model=model.state_dict(), opt_dict=opt_dict.state_dict(),
-                opt_lam=opt_lam.state_dict(), gen=gen.get_state())
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    blob = dict(format=CHECKPOINT_FORMAT, state=st.__dict__, model=model.state_dict(),
+                opt_dict=opt_dict.state_dict(), opt_lam=opt_lam.state_dict(), gen=gen.get_state())
+    save_torch(blob, path)
 
 
 def _load(path: Path, model, opt_dict, opt_lam, gen) -> _State:
     blob = torch.load(path, map_location=model.dictionary.device, weights_only=False)
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        again = option("resume=False, overwrite=True", "without --resume, with --overwrite")
+        raise InputError(f"training checkpoint {path} was written by another version of crsae-sort; sort again "
+                         f"{again}")
     model.load_state_dict(blob["model"])
     opt_dict.load_state_dict(blob["opt_dict"])
     opt_lam.load_state_dict(blob["opt_lam"])

@@ -136,3 +136,23 @@ def test_out_of_memory_in_training_continues_in_micro_batches(monkeypatch, caplo
     assert "micro-batches" in caplog.text
     assert small.n_steps == plain.n_steps
     assert torch.allclose(small_model.dictionary, plain_model.dictionary, atol=1e-5)
+
+
+def test_checkpoint_of_another_version_is_a_clear_error(tmp_path):
+    from crsae_sort.params import TrainParams
+    from crsae_sort.train import train
+
+    d = torch.randn(2, 2, 8, generator=torch.Generator().manual_seed(0))
+    model = CRsAE_for_faults(d)
+    windows = torch.randn(40, 2, 60, generator=torch.Generator().manual_seed(1)).numpy()
+    old = tmp_path / "training.pt"
+    torch.save(dict(state={}, model={}), old)  # what an earlier crsae-sort wrote: no format
+    with pytest.raises(InputError, match="another version of crsae-sort"):
+        train(model, windows, TrainParams(batch_size=8, max_epochs=1), lambda_prior_strength=10.0, seed=0,
+              checkpoint=old)
+
+
+def CRsAE_for_faults(d):
+    from crsae_sort.model.crsae import CRsAE
+
+    return CRsAE(d, torch.full((len(d),), 2.0), n_iter=5)

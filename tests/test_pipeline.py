@@ -153,3 +153,25 @@ def test_channel_groups_are_sorted_apart_and_aggregated(tmp_path):
     loaded = si.load(tmp_path / "out" / "sorting")
     assert len(loaded.unit_ids) == len(summary["units"]) == tpl.shape[0]
     assert not list((tmp_path / "out").rglob("checkpoint"))
+
+
+@pytest.mark.gpu
+def test_sort_on_the_gpu_matches_the_cpu(gt_tetrode):
+    """The whole sort on CUDA: the same units and nearly the same spikes as on the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from crsae_sort import sort
+    from crsae_sort.demo import score
+
+    recording, gt_sorting = gt_tetrode
+    short = recording.frame_slice(0, 300000)
+    gt_short = gt_sorting.frame_slice(0, 300000)
+    cpu = sort(short, None, {"device": "cpu"}, progress=False)
+    gpu = sort(short, None, {"device": "cuda"}, progress=False)
+    assert gpu.summary.device.startswith("cuda")
+    _, acc_cpu = score(short, gt_short, cpu.sorting)
+    _, acc_gpu = score(short, gt_short, gpu.sorting)
+    assert acc_gpu >= acc_cpu - 0.02 and acc_gpu >= 0.9
+    assert abs(len(gpu.spikes) - len(cpu.spikes)) <= 0.02 * len(cpu.spikes)

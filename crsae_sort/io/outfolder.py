@@ -20,6 +20,7 @@ from ..errors import InputError, option
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FORMAT = 2  # version of the files in it (init.pt, trained.pt, training.pt); others are refused
 
 
 def partial_path(target: Path) -> Path:
