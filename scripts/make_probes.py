@@ -1,15 +1,12 @@
-"""Regenerate the probeinterface files in probes/ (run from the repository root).
-
-probes/ is their source; building the package copies them into crsae_sort/probes/ (setup.py),
-where crsae_sort.io.reading finds them through importlib.resources.
-"""
+"""Regenerate the probeinterface files in crsae_sort/probes/ (package data, found by
+crsae_sort.io.reading through importlib.resources)."""
 import argparse
 from pathlib import Path
 
 import numpy as np
 import probeinterface as pi
 
-OUT = Path(__file__).resolve().parent.parent / "probes"
+OUT = Path(__file__).resolve().parent.parent / "crsae_sort" / "probes"
 
 
 def save(probe: pi.Probe, name: str, description: str) -> None:

@@ -74,7 +74,7 @@ def test_supports_match_brute_force_distances():
 
 def test_supports_on_the_neuropixels_probe_file():
     probeinterface = pytest.importorskip("probeinterface")
-    locations = probeinterface.read_probeinterface(ROOT / "probes" / "neuropixels1.json").probes[0].contact_positions
+    locations = probeinterface.read_probeinterface(ROOT / "crsae_sort" / "probes" / "neuropixels1.json").probes[0].contact_positions
     peaks = np.random.default_rng(2).integers(0, len(locations), 40)
     support, mask = channel_supports(locations, peaks, 60.0)
     distances = np.linalg.norm(locations[peaks][:, None] - locations[None], axis=-1)

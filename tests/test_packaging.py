@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBES = sorted(p.stem for p in (ROOT / "probes").glob("*.json"))
+PROBES = sorted(p.stem for p in (ROOT / "crsae_sort" / "probes").glob("*.json"))
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,9 @@ def wheel(tmp_path_factory):
     """A wheel built from a copy of the sources (the checkout's build/ stays untouched)."""
     pytest.importorskip("setuptools")
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+    for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for folder in ("crsae_sort", "probes"):
+    for folder in ("crsae_sort",):
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),

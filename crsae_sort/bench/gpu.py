@@ -5,7 +5,7 @@ sorter reads the same file:
 
 * ``tetrode-5min``: the demo's tetrode generator, 300 s, 6 units (crsae on the GPU and on this
   machine's CPU, to see which is faster);
-* ``np1-384``: the Neuropixels 1.0 bank-0 geometry shipped in ``probes/`` (384 channels), 120
+* ``np1-384``: the Neuropixels 1.0 bank-0 geometry shipped in ``crsae_sort/probes/`` (384 channels), 120
   units, ``--np-duration-s`` seconds (120 by default).
 
 Each (case, sorter, device) runs in its own process (:func:`worker`), so start-up, failures and

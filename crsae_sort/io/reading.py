@@ -15,9 +15,6 @@ from ..errors import InputError, option
 
 logger = logging.getLogger(__name__)
 
-# the probe files: package data of an installed crsae-sort (crsae_sort/probes/, copied there from the
-# repository's probes/ by setup.py), the repository's probes/ in a source checkout
-SOURCE_PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"  # this file is crsae_sort/io/
 RAW_SUFFIXES = {".raw", ".bin", ".dat", ".int16", ".i16"}
 # file suffix -> SpikeInterface's Neo extractor name
 NEO_BY_SUFFIX = {".rhd": "intan", ".rhs": "intan", ".nev": "blackrock", ".ns1": "blackrock", ".ns2": "blackrock",
@@ -65,9 +62,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
 
 def _shipped_probes() -> dict:
     """``{name: file}`` of the probes shipped with crsae-sort (Traversables; the files may sit in a zip)."""
-    folder = resources.files("crsae_sort") / "probes"
-    if not folder.is_dir():  # a source checkout: the repository's probes/
-        folder = SOURCE_PROBES_DIR
+    folder = resources.files("crsae_sort") / "probes"  # package data (pyproject.toml)
     if not folder.is_dir():
         return {}
     return {f.name[:-len(".json")]: f for f in folder.iterdir() if f.name.endswith(".json")}
