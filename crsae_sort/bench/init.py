@@ -197,6 +197,13 @@ def run_sort(case_folder: Path, method: str, out: Path) -> dict:
                 training_steps=result.summary["training_steps"])
 
 
+def _emit(text: str, flush: bool = True) -> None:
+    """A line of the benchmark's product (its table, or the child's RESULT line) on stdout."""
+    sys.stdout.write(text + "\n")
+    if flush:
+        sys.stdout.flush()
+
+
 def _loadavg() -> float:
     try:
         return float(Path("/proc/loadavg").read_text().split()[0])
@@ -239,38 +246,38 @@ def main(argv=None) -> dict:
     if args.child:
         kind, folder, *rest = args.child
         res = run_init(Path(folder), rest[0], float(rest[1])) if kind == "init" else run_sort(Path(folder), rest[0], Path(rest[1]))
-        print("RESULT " + json.dumps(res), flush=True)
+        _emit("RESULT " + json.dumps(res), flush=True)
         return res
     args.workdir.mkdir(parents=True, exist_ok=True)
-    print(f"Hardware: {hardware(args.threads)}. Load average at start: {_loadavg():.2f} "
+    _emit(f"Hardware: {hardware(args.threads)}. Load average at start: {_loadavg():.2f} "
           f"(shared machine: the load is given per row).\n", flush=True)
     rows, sorts = [], []
-    print("| channels | GT units (SNR >= 8) | method | templates | units found (SNR >= 8) | init wall s | init CPU s "
+    _emit("| channels | GT units (SNR >= 8) | method | templates | units found (SNR >= 8) | init wall s | init CPU s "
           "| load before/after | atom energy outside radius (median/max) |")
-    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    _emit("|---|---|---|---|---|---|---|---|---|", flush=True)
     for n in args.channels:
         folder, *_ = load_case(args.workdir, n, args.duration_s)
         for method in args.methods:
             if method == "si-hdbscan" and not _has("hdbscan"):
                 rows.append(dict(method=method, n_channels=n, status="hdbscan not installed"))
-                print(f"| {n} | | {method} | not run: the hdbscan package is not installed | | | | | |", flush=True)
+                _emit(f"| {n} | | {method} | not run: the hdbscan package is not installed | | | | | |", flush=True)
                 continue
             r = _child(["init", str(folder), method, str(args.duration_s)], args.threads, args.timeout_s)
             r.setdefault("method", method)
             r.setdefault("n_channels", n)
             rows.append(r)
-            print(_init_row(r), flush=True)
+            _emit(_init_row(r), flush=True)
     if args.sort:
         folder, *_ = load_case(args.workdir, 64, args.duration_s)
-        print("\n| init | templates | units out | accuracy (SNR >= 5) | atoms vs trained: min/median cosine "
+        _emit("\n| init | templates | units out | accuracy (SNR >= 5) | atoms vs trained: min/median cosine "
               "| lambda median [min, max] | train steps | sort wall s | load before/after |")
-        print("|---|---|---|---|---|---|---|---|---|", flush=True)
+        _emit("|---|---|---|---|---|---|---|---|---|", flush=True)
         for method in ("global", "local"):
             r = _child(["sort", str(folder), method, str(args.workdir / f"sort_{method}")], args.threads,
                        args.timeout_s)
             r.setdefault("method", method)
             sorts.append(r)
-            print(_sort_row(r), flush=True)
+            _emit(_sort_row(r), flush=True)
     report = dict(hardware=hardware(args.threads), init=rows, sort=sorts)
     (args.workdir / "benchmark_init.json").write_text(json.dumps(report, indent=1))
     return report
