@@ -65,7 +65,7 @@ def initial_dictionary(recording, params: InitParams, seed: int) -> InitialDicti
         sizes = [s for s, w in zip(sizes, weak) if not w]
     dictionary = np.ascontiguousarray(atoms.transpose(0, 2, 1)) / norms[:, None, None]  # (C, M, K)
     peaks = _peak_channels(dictionary)
-    outside = _outside_energy(dictionary, peaks, _locations(recording), params.neighbourhood_radius_um)
+    outside = _outside_energy(dictionary, peaks, channel_locations_um(recording), params.neighbourhood_radius_um)
     logger.info("initial dictionary (%s): %d peaks -> %d templates of %d samples (sizes %s, amplitudes %s, "
                 "energy outside %g um of the peak channel: median %.3f, max %.3f)", method, n_peaks,
                 len(dictionary), n_before + n_after, sizes, np.array2string(norms, precision=1),
@@ -86,7 +86,7 @@ def resolve_init_method(recording, params: InitParams) -> str:
         return "global"
     from .init_local import neighbourhoods
 
-    hoods = neighbourhoods(_locations(recording), params.neighbourhood_radius_um, params.spatial_bin_um)
+    hoods = neighbourhoods(channel_locations_um(recording), params.neighbourhood_radius_um, params.spatial_bin_um)
     n_channels = recording.get_num_channels()
     return "global" if all(len(c) == n_channels for c in hoods.channels) else "local"
 
@@ -112,7 +112,7 @@ def _local_templates(recording, slices, params: InitParams, seed: int, n_before:
     """Templates from clustering per spatial bin, duplicates across neighbouring bins merged."""
     from . import init_local as loc
 
-    locations = _locations(recording)
+    locations = channel_locations_um(recording)
     hoods = loc.neighbourhoods(locations, params.neighbourhood_radius_um, params.spatial_bin_um)
     peaks = loc.detect_local(recording, slices, params.detect_threshold, n_before, n_after, hoods)
     _check_enough_peaks(peaks.n_peaks, recording, slices, params)
@@ -144,7 +144,7 @@ def _check_enough_peaks(n_peaks: int, recording, slices, params: InitParams) -> 
                          f"sigma: try {setting}, or check that the recording holds spikes")
 
 
-def _locations(recording) -> np.ndarray:
+def channel_locations_um(recording) -> np.ndarray:
     """Contact positions ``(n_channels, 2)`` in µm; a recording without them is one point."""
     try:
         return np.asarray(recording.get_channel_locations(), dtype=np.float64)[:, :2]

@@ -19,7 +19,7 @@ import torch
 from .device import describe_device, resolve_device, warm_up
 from .errors import InputError, option
 from .infer import detect_spikes
-from .init_dictionary import initial_dictionary
+from .init_dictionary import channel_locations_um, initial_dictionary
 from .io import outfolder, results
 from .params import SortParams
 from .postprocess import SortResult, build_result, combine_groups
@@ -216,7 +216,7 @@ def _cached(folder: Path | None, name: str, compute):
 def _build_and_train(pre, init, params: SortParams, device: torch.device, progress: bool, checkpoints: Path | None):
     fs = pre.recording.get_sampling_frequency()
     n_window = max(int(round(params.train.window_ms * fs / 1000)), 2 * init.dictionary.shape[-1])
-    model = initial_model(init, params, n_window, device, _channel_locations(pre.recording))
+    model = initial_model(init, params, n_window, device, channel_locations_um(pre.recording))
     rec = pre.recording
     total = sum(rec.get_num_samples(s) for s in range(rec.get_num_segments()))
     n_windows = int(min(params.train.n_windows, max(2 * params.train.batch_size, total // n_window)))
@@ -228,14 +228,6 @@ def _build_and_train(pre, init, params: SortParams, device: torch.device, progre
                    checkpoint=checkpoints / "training.pt" if checkpoints is not None else None,
                    dictionary_gradient=params.model.dictionary_gradient)
     return model, result
-
-
-def _channel_locations(recording):
-    """``(M, 2)`` channel positions in µm, or None when the recording has no probe geometry."""
-    try:
-        return np.asarray(recording.get_channel_locations(), dtype=np.float64)[:, :2]
-    except Exception:  # no probe: every atom keeps every channel
-        return None
 
 
 def _write_extra_outputs(folder: Path, result: SortResult, recording, *, phy: bool, nwb: bool) -> None:
