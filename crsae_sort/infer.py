@@ -79,18 +79,22 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     bounds = list(chunks(lengths, chunk, model.encoder.margin(k)))
     from tqdm.auto import tqdm
 
+    counts = {}
     for c in tqdm(bounds, desc="inference", unit="chunk", disable=not progress, leave=False):
         if c.hi - c.lo < k:
             continue
         traces = recording.get_traces(segment_index=c.segment, start_frame=c.lo, end_frame=c.hi)
         y = torch.from_numpy(np.ascontiguousarray(traces.T, dtype=np.float32)).to(device)
-        z = encode_screened(model, y, params.screen_fraction)
+        z = encode_screened(model, y, params.screen_fraction, counts)
         pos, unit, amp = read_out(z, refractory)
         times = pos + offsets[unit] + c.lo
         keep = (times >= c.start) & (times < c.end)
         n = int(keep.sum())
         found = Spikes(times[keep].astype(np.int64), np.full(n, c.segment, np.int64), unit[keep], amp[keep])
         parts.append(select_spikes(found, reference, params))
+    if counts.get("total"):
+        logger.info("inference: the encoder ran on %.1f %% of the code samples (screening at %.2f lambda)",
+                    100.0 * counts["encoded"] / counts["total"], params.screen_fraction)
     return Spikes.concatenate(parts)
 
 
@@ -107,23 +111,31 @@ def above_floor(amplitude: np.ndarray, unit: np.ndarray, reference_amplitude: np
 
 
 @torch.no_grad()
-def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float) -> torch.Tensor:
+def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float,
+                    counts: dict | None = None) -> torch.Tensor:
     """Codes ``(C, N - K + 1)`` of one multichannel signal ``y`` ``(M, N)``, FISTA only where needed.
 
     Active code segments are packed into rows of at least ``ROW`` samples, separated by
     ``2K - 2`` zeros (no code can then touch two segments, so the segments are solved
-    independently), and all rows are encoded as one batch.
+    independently), and all rows are encoded as one batch. ``counts``, if given, accumulates
+    ``encoded`` and ``total`` code samples (how much the screening saved).
     """
     d, lam = model.dictionary, model.lam
     k = d.shape[-1]
     n_codes = y.shape[-1] - k + 1
+    if counts is not None:
+        counts["total"] = counts.get("total", 0) + n_codes
     if screen_fraction <= 0 or not model.encoder.supports_screening:
+        if counts is not None:
+            counts["encoded"] = counts.get("encoded", 0) + n_codes
         return model.encode(y[None])[0]
     corr = model.operator().H_adjoint(y[None])[0]
     score = ((corr if model.positive else corr.abs()) / lam[:, None]).amax(dim=0)
     pad = 2 * k
     active = F.max_pool1d((score >= screen_fraction).float()[None, None], 2 * pad + 1, stride=1, padding=pad)
     segments = _runs(active[0, 0].cpu().numpy() > 0)
+    if counts is not None:
+        counts["encoded"] = counts.get("encoded", 0) + sum(int(b - a) for a, b in segments)
     z = y.new_zeros(d.shape[0], n_codes)
     if not segments:
         return z

@@ -20,6 +20,11 @@ from .model.encoders.options import ENCODER_OPTIONS
 from .model.gradients import DICTIONARY_GRADIENTS
 
 
+#: SpikeInterface's correct_motion presets offered (``medicine`` needs a package we do not install)
+MOTION_PRESETS = ("dredge_fast", "dredge", "rigid_fast", "nonrigid_accurate", "nonrigid_fast_and_accurate",
+                  "kilosort_like")
+
+
 @dataclass(frozen=True)
 class PreprocessParams:
     """Band-pass, common reference, whitening and decimation (all SpikeInterface, applied lazily)."""
@@ -31,6 +36,15 @@ class PreprocessParams:
                                "recording has 8 channels or more; tetrodes share spikes on all channels).",
                                choices=("auto", "median", "none"))
     whiten: bool = _p(True, "Whiten channels with SpikeInterface's whitening (noise becomes white, unit variance).")
+    whitening_radius_um: float = _p(100.0, "Whitening is local: each channel is whitened with the channels within "
+                                    "this distance (SpikeInterface's mode='local'), so a dense probe's far-apart "
+                                    "channels are not mixed; 0, or a probe whose channels all lie within it "
+                                    "(tetrodes), whitens all channels together (mode='global').", "um", 0.0, 10000.0)
+    motion_correction: str = _p("auto", "Drift correction with SpikeInterface's correct_motion before whitening: "
+                                "a preset name, 'off', or 'auto' (dredge_fast on long single-shank probes: more "
+                                "than 32 channels, at most 60 um wide and at least 400 um deep, as spykingcircus2 "
+                                "decides; off for tetrodes and short probes).",
+                                choices=("auto", "off") + MOTION_PRESETS)
     decimate: bool = _p(True, "Run the model at a lower rate: the largest integer factor that keeps the low-pass "
                         "corner below 0.4 x the model rate (30 kHz -> 15 kHz at 6 kHz); spike times are "
                         "reported in the recording's own samples.")

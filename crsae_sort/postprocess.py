@@ -72,7 +72,8 @@ def build_result(recording, pre, model, spikes: Spikes, params: SortParams, trai
     summary = Summary(units=units, num_spikes=int(len(table)), num_templates=int(len(counts)),
                       duration_s=duration_s, sampling_frequency_hz=fs, decimation=pre.decimation,
                       num_channels=recording.get_num_channels(), device=describe_device(device),
-                      training_steps=training.n_steps if training else 0, lipschitz=float(model.lipschitz))
+                      training_steps=training.n_steps if training else 0, lipschitz=float(model.lipschitz),
+                      motion_correction=pre.motion_preset, max_displacement_um=pre.max_displacement_um)
     return SortResult(sorting=sorting, templates_uv=tpl, spikes=table, model=model, params=params,
                       summary=summary, training=training)
 
@@ -107,6 +108,10 @@ def combine_groups(recording, parts: dict, channel_ids_of: dict, params: SortPar
                       num_channels=recording.get_num_channels(), device=first.device,
                       training_steps=sum(p.summary.training_steps for p in parts.values()), seconds=seconds,
                       groups={str(g): len(p.sorting.unit_ids) for g, p in parts.items()})
+    moved = [p.summary for p in parts.values() if p.summary.motion_correction is not None]
+    if moved:  # groups are corrected apart: the preset, and the largest drift of any group
+        summary.motion_correction = moved[0].motion_correction
+        summary.max_displacement_um = max(m.max_displacement_um for m in moved)
     summary.finish(sum(p.summary.seconds["total"] for p in parts.values()))
     return SortResult(sorting=sorting, templates_uv=np.concatenate(templates), spikes=table, model=None,
                       params=params, summary=summary)

@@ -1,4 +1,11 @@
-"""Preprocessing with SpikeInterface, lazily: µV scaling, band-pass, common reference, whitening.
+"""Preprocessing with SpikeInterface, lazily: µV scaling, band-pass, common reference, motion
+correction, whitening.
+
+Motion correction (``correct_motion``, dense single-shank probes) interpolates the band-passed µV
+traces onto the probe as it was at the start, so ``x`` below is already drift-corrected and the
+µV templates read back through ``A`` are those of the corrected recording. Whitening is local on
+dense probes (each channel whitened with its neighbours within ``whitening_radius_um``), which
+keeps ``W`` sparse and far-apart channels unmixed.
 
 The model sees ``y = x A`` per sample, optionally decimated by an integer factor ``q`` (``x`` band-passed µV, row vector over channels), where
 ``A = W diag(1 / sigma)``: ``W`` is SpikeInterface's whitening matrix and ``sigma`` the per-channel
@@ -28,6 +35,8 @@ class Preprocessed:
     to_model: np.ndarray       # A, (n_channels, n_channels): y = x @ A
     noise_uv: np.ndarray       # per-channel noise of ``filtered_uv`` (MAD), (n_channels,)
     decimation: int            # model sample i is recording sample i * decimation
+    motion_preset: str | None = None       # correct_motion preset applied, None when off
+    max_displacement_um: float | None = None  # largest estimated drift, when motion was corrected
 
 
 def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
@@ -49,6 +58,10 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
     use_cmr = params.common_reference == "median" or (params.common_reference == "auto" and n_channels >= 8)
     if use_cmr:
         rec = spre.common_reference(rec, reference="global", operator="median")
+    preset = motion_preset(rec, params.motion_correction)
+    max_displacement_um = None
+    if preset is not None:
+        rec, max_displacement_um = _correct_motion(rec, preset)
     filtered_uv = rec
     random_kwargs = dict(seed=seed)
     noise_uv = sc.get_noise_levels(filtered_uv, return_in_uV=False, random_slices_kwargs=random_kwargs,
@@ -57,8 +70,11 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
         dead = np.flatnonzero(noise_uv <= 0).tolist()
         raise InputError(f"channel(s) {dead} carry no signal after filtering (dead or constant); remove them "
                          "with recording.remove_channels(...) before sorting")
+    mode = "off"
     if params.whiten:
-        rec = spre.whiten(rec, dtype="float32", mode="global", seed=seed)
+        mode = whitening_mode(rec, params.whitening_radius_um)
+        local = dict(radius_um=params.whitening_radius_um) if mode == "local" else {}
+        rec = spre.whiten(rec, dtype="float32", mode=mode, seed=seed, **local)
         w = np.asarray(rec._kwargs["W"], dtype=np.float64)
     else:
         w = np.eye(n_channels)
@@ -71,11 +87,64 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
     if q > 1:
         # the band-pass above is the anti-alias filter: freq_max <= 0.4 x the model rate
         rec = spre.decimate(rec, decimation_factor=q, antialias=False)
-    logger.info("preprocessed: band-pass %.0f-%.0f Hz, common median reference %s, whitening %s, "
-                "model rate %.0f Hz (decimation %d); noise %s µV", params.freq_min_hz, freq_max, use_cmr,
-                params.whiten, fs / q, q, np.array2string(noise_uv, precision=1))
+    logger.info("preprocessed: band-pass %.0f-%.0f Hz, common median reference %s, motion correction %s, "
+                "whitening %s, model rate %.0f Hz (decimation %d); noise %s µV", params.freq_min_hz, freq_max,
+                use_cmr, preset or "off", mode, fs / q, q,
+                np.array2string(noise_uv, precision=1))
     return Preprocessed(recording=rec, filtered_uv=filtered_uv, to_model=to_model, noise_uv=noise_uv,
-                        decimation=q)
+                        decimation=q, motion_preset=preset, max_displacement_um=max_displacement_um)
+
+
+def _extent_um(recording) -> tuple[float, float]:
+    """Width (x) and depth (y) spanned by the channels, µm; (0, 0) without positions."""
+    try:
+        xy = np.asarray(recording.get_channel_locations(), dtype=float)[:, :2]
+    except Exception:  # no probe: validate.py refuses such recordings before this runs
+        return 0.0, 0.0
+    return float(np.ptp(xy[:, 0])), float(np.ptp(xy[:, 1]))
+
+
+def whitening_mode(recording, radius_um: float) -> str:
+    """'global' when ``radius_um`` is 0 or every channel lies within it of every other, else 'local'."""
+    if radius_um <= 0 or recording.get_num_channels() < 2:
+        return "global"
+    xy = np.asarray(recording.get_channel_locations(), dtype=float)[:, :2]
+    far = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)).max()
+    return "global" if far <= radius_um else "local"
+
+
+MOTION_MIN_CHANNELS, MOTION_MAX_WIDTH_UM, MOTION_MIN_DEPTH_UM = 32, 60.0, 400.0
+
+
+def motion_preset(recording, choice: str) -> str | None:
+    """The ``correct_motion`` preset to apply, or None: ``choice`` itself, or for 'auto' ``dredge_fast``
+    on a long single-shank probe (more than 32 channels, at most 60 µm wide, at least 400 µm deep)."""
+    if choice == "off":
+        return None
+    if choice != "auto":
+        return choice
+    width_um, depth_um = _extent_um(recording)
+    long_probe = (recording.get_num_channels() > MOTION_MIN_CHANNELS and width_um <= MOTION_MAX_WIDTH_UM
+                  and depth_um >= MOTION_MIN_DEPTH_UM)
+    return "dredge_fast" if long_probe else None
+
+
+def _correct_motion(rec, preset: str):
+    """``correct_motion(rec, preset)`` on this process's threads; returns the corrected recording and the
+    largest absolute estimated displacement, µm."""
+    from spikeinterface.preprocessing import correct_motion
+
+    from .threads import usable_cpus
+
+    jobs = dict(n_jobs=usable_cpus(), chunk_duration="1s", progress_bar=False)
+    try:
+        corrected, motion = correct_motion(rec, preset=preset, output_motion=True, **jobs)
+    except Exception as exc:  # too few peaks to estimate drift, say; the message says what to do
+        raise InputError(f"motion correction ({preset}) failed: {exc}; sort with motion_correction=off, "
+                         "or a longer recording") from exc
+    shift_um = max(float(np.abs(d).max()) for d in motion.displacement) if motion.displacement else 0.0
+    logger.info("motion correction %s: largest estimated displacement %.1f µm", preset, shift_um)
+    return corrected, shift_um
 
 
 def _to_uv(recording):

@@ -41,6 +41,8 @@ class Summary:
     times_real_time: float | None = None
     dead_channels_excluded: list[str] = field(default_factory=list)
     groups: dict[str, int] | None = None                      # units per channel group
+    motion_correction: str | None = None                      # correct_motion preset applied, None when off
+    max_displacement_um: float | None = None                  # largest drift it estimated
 
     @property
     def model_sampling_frequency_hz(self) -> float:

@@ -19,25 +19,36 @@ CHANGED = {
 CASES = {
     "tetrode": (4, "2 x 2 contacts, 20 um pitch (SpikeInterface's default for 4 channels)", 6, 1),
     "32ch": (32, "2 columns x 16, 20 um pitch (probeinterface generate_multi_columns_probe)", 16, 2),
+    "64ch": (64, "2 columns x 32, 20 um pitch (probeinterface generate_multi_columns_probe)", 24, 4),
     "128ch": (128, "4 columns x 32, 20 um pitch (probeinterface generate_multi_columns_probe)", 48, 3),
+    "drift_128ch": (128, "4 columns x 32, 20 um pitch; SpikeInterface's generate_drifting_recording (ellipsoid "
+                    "templates), zigzag drift of +-20 um with a 40-s period from t = 10 s", 48, 5),
+    "np1_384": (384, "Neuropixels 1.0 bank 0 (crsae_sort/probes/neuropixels1.json, from probeinterface): 2 x 2 "
+                "staggered columns, 20 um rows, 3.84 mm", 120, 6),
     "mearec_tetrode": (4, "MEAutility `tetrode-mea-l`; MEArec biophysical templates (13 bundled BBP L5 cell "
                        "models x 3 positions, seed 0), 4 excitatory + 2 inhibitory cells, MEArec's default "
                        "noise (10 uV) and 300-6000 Hz filter", 6, 0),
 }
 QUICK = dict(cases=["tetrode", "32ch"], duration_s=10.0)
-FULL = dict(cases=["tetrode", "32ch", "128ch", "mearec_tetrode"], duration_s=60.0)
+FULL = dict(cases=["tetrode", "32ch", "64ch", "128ch", "drift_128ch", "mearec_tetrode"], duration_s=60.0)
+# the Neuropixels case takes an hour of every sorter on 2 CPU cores: run it on its own (--cases np1_384)
 TINY = dict(cases=["tetrode"], duration_s=3.0, sorters=["crsae"])
 WELL, REDUNDANT = 0.8, 0.2  # SpikeInterface's default well_detected_score and redundant_score
 
 
 def make_probe(num_channels: int):
-    """The probe of a case: None for the tetrode (SpikeInterface's default), else 2 or 4 columns."""
+    """The probe of a case: None for the tetrode (SpikeInterface's default), Neuropixels 1.0 for 384
+    channels, else 2 columns (32, 64 channels) or 4 (128)."""
     if num_channels == 4:
         return None
+    if num_channels == 384:
+        from ..io.reading import load_probe
+
+        return load_probe("neuropixels1", 384).probes[0]
     import numpy as np
     from probeinterface import generate_multi_columns_probe
 
-    columns = 2 if num_channels == 32 else 4
+    columns = 2 if num_channels <= 64 else 4
     probe = generate_multi_columns_probe(num_columns=columns, num_contact_per_column=num_channels // columns,
                                          xpitch=20, ypitch=20)
     probe.set_device_channel_indices(np.arange(num_channels))
@@ -77,6 +88,18 @@ def mearec_tetrode(work: Path, duration_s: float):
     return read_mearec(recording)
 
 
+def drifting(num_channels: int, num_units: int, duration_s: float, seed: int):
+    """SpikeInterface's drifting ground truth on the case's probe: zigzag +-20 µm, 40-s period, from 10 s."""
+    from spikeinterface.generation import generate_drifting_recording
+
+    motion = dict(drift_mode="zigzag", non_rigid_gradient=None, t_start_drift=10.0, t_end_drift=None, period_s=40)
+    displacement = dict(displacement_sampling_frequency=5.0, drift_start_um=[0, 20], drift_stop_um=[0, -20],
+                        drift_step_um=1, motion_list=[motion])
+    _, rec, gt = generate_drifting_recording(num_units=num_units, duration=duration_s, probe=make_probe(num_channels),
+                                             generate_displacement_vector_kwargs=displacement, seed=seed)
+    return rec, gt
+
+
 def make_case(work: Path, case: str, duration_s: float) -> tuple[Path, Path, dict]:
     """Generate a case once, saved as a binary folder; returns its folders and the GT units' SNRs."""
     import spikeinterface as si
@@ -91,6 +114,8 @@ def make_case(work: Path, case: str, duration_s: float) -> tuple[Path, Path, dic
         num_channels, _, num_units, seed = CASES[case]
         if case.startswith("mearec"):
             rec, gt = mearec_tetrode(work, duration_s)
+        elif case.startswith("drift"):
+            rec, gt = drifting(num_channels, num_units, duration_s, seed)
         else:
             rec, gt = generate_ground_truth_recording(durations=[duration_s], sampling_frequency=30000.0,
                                                       num_channels=num_channels, num_units=num_units,

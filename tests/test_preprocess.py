@@ -1,0 +1,58 @@
+"""Preprocessing decisions for dense probes: local whitening and motion correction (SpikeInterface)."""
+import numpy as np
+import pytest
+
+from crsae_sort.params import PreprocessParams
+from crsae_sort.preprocess import motion_preset, preprocess, whitening_mode
+
+
+def _recording(num_channels, columns, duration_s=2.0, seed=0):
+    from probeinterface import generate_multi_columns_probe
+    from spikeinterface.core import generate_ground_truth_recording
+
+    probe = None
+    if columns:
+        probe = generate_multi_columns_probe(num_columns=columns, num_contact_per_column=num_channels // columns,
+                                             xpitch=20, ypitch=20)
+        probe.set_device_channel_indices(np.arange(num_channels))
+    rec, _ = generate_ground_truth_recording(durations=[duration_s], num_channels=num_channels, num_units=4,
+                                             probe=probe, seed=seed)
+    return rec
+
+
+def test_whitening_is_global_on_a_tetrode_and_local_on_a_long_probe():
+    assert whitening_mode(_recording(4, 0), 100.0) == "global"
+    assert whitening_mode(_recording(64, 2), 100.0) == "local"
+    assert whitening_mode(_recording(64, 2), 0.0) == "global"
+    assert whitening_mode(_recording(64, 2), 2000.0) == "global"  # every channel within the radius
+
+
+def test_motion_correction_auto_only_on_long_single_shank_probes():
+    assert motion_preset(_recording(4, 0), "auto") is None              # tetrode
+    assert motion_preset(_recording(32, 2), "auto") is None             # 32 channels: too few
+    assert motion_preset(_recording(64, 2), "auto") == "dredge_fast"    # 20 um wide, 620 um deep
+    assert motion_preset(_recording(48, 8), "auto") is None             # 140 um wide: not one column of depth
+    assert motion_preset(_recording(64, 2), "off") is None
+    assert motion_preset(_recording(4, 0), "rigid_fast") == "rigid_fast"  # a named preset is obeyed
+
+
+def test_local_whitening_matrix_is_sparse_and_noise_is_unit():
+    rec = _recording(64, 2, duration_s=4.0)
+    pre = preprocess(rec, PreprocessParams(motion_correction="off"), seed=0)
+    xy = rec.get_channel_locations()
+    far = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) > 100.0
+    assert np.abs(pre.to_model[far]).max() == 0.0           # channels farther than the radius are not mixed
+    assert np.abs(pre.to_model[~far]).max() > 0.0
+    traces = pre.recording.get_traces(0, 0, 60000)
+    mad = np.median(np.abs(traces - np.median(traces, 0)), 0) / 0.6745
+    assert np.allclose(mad, 1.0, atol=0.1)
+
+
+@pytest.mark.slow
+def test_motion_correction_estimates_the_planted_drift():
+    from crsae_sort.bench.sorters_cases import drifting
+
+    rec, _ = drifting(64, 16, 60.0, seed=5)
+    pre = preprocess(rec, PreprocessParams(), seed=0)
+    assert pre.motion_preset == "dredge_fast"
+    assert 10.0 <= pre.max_displacement_um <= 35.0  # planted: a zigzag of +-20 um
