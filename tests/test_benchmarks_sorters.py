@@ -47,3 +47,18 @@ def test_failed_sorter_gets_a_row_with_its_reason(tmp_path):
     assert res["status"] == "failed" and "no_such_sorter" in res["reason"]
     case = dict(case="tetrode", duration_s=3.0, snrs={"0": 5.0}, results=[res])
     assert "| no_such_sorter | ? | failed: " in "\n".join(case_markdown(case))
+
+
+def test_keep_others_merges_earlier_cases_marked_with_their_run():
+    new = dict(command="python scripts/benchmark_sorters.py --cases 64ch", commit="abc1234", cases=[
+        dict(case="64ch", duration_s=60.0, snrs={"0": 9.0}, results=[])])
+    earlier = dict(command="python scripts/benchmark_sorters.py --full", commit=None, date="2026-11-25",
+                   load_before=0.5, cases=[dict(case="tetrode", duration_s=60.0, snrs={"0": 9.0}, results=[]),
+                                           dict(case="64ch", duration_s=60.0, snrs={"0": 1.0}, results=[])])
+    merged = sorters.keep_other_cases(new, earlier)
+    assert [c["case"] for c in merged["cases"]] == ["tetrode", "64ch"]   # the case order of CASES
+    tetrode, dense = merged["cases"]
+    assert dense["snrs"] == {"0": 9.0} and "kept_from" not in dense      # this run's case wins
+    assert tetrode["kept_from"]["command"].endswith("--full")
+    text = "\n".join(case_markdown(tetrode))
+    assert "Not re-run" in text and "2026-11-25" in text and "--full" in text

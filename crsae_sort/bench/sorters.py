@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .docs import ROOT, hardware
 from .sorters_cases import CASES, CHANGED, FULL, QUICK, REDUNDANT, SORTERS, TINY, WELL, make_case
-from .sorters_report import DOC_PNG, case_markdown, plot, publish
+from .sorters_report import DOC_JSON, DOC_PNG, case_markdown, plot, publish
 
 CHILD = r"""
 import json, sys, time, traceback, warnings
@@ -101,6 +101,26 @@ def score(gt_folder: Path, sorting_folder: Path, snrs: dict) -> dict:
                 false_positive=cmp.count_false_positive_units(REDUNDANT), redundant=cmp.count_redundant_units(REDUNDANT))
 
 
+def commit() -> str | None:
+    """The short git commit of this source tree, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def keep_other_cases(report: dict, earlier: dict) -> dict:
+    """``report`` plus the cases of an ``earlier`` report it did not redo, each marked with its own run."""
+    done = {c["case"] for c in report["cases"]}
+    run = {k: earlier.get(k) for k in ("command", "commit", "date", "hardware", "load_before", "load_after")}
+    kept = [dict(c, kept_from=c.get("kept_from") or run) for c in earlier.get("cases", []) if c["case"] not in done]
+    order = list(CASES)
+    cases = sorted(report["cases"] + kept, key=lambda c: order.index(c["case"]) if c["case"] in order else len(order))
+    return dict(report, cases=cases)
+
+
 def _hardware(threads: int) -> str:
     """The hardware line with torch at the sorters' thread count."""
     import torch
@@ -120,6 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="a sorter running longer is reported failed")
     ap.add_argument("--workdir", type=Path, default=None, help="recordings and sorter folders (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="results only in the workdir; leave docs/ alone")
+    ap.add_argument("--keep-others", action="store_true",
+                    help="keep the cases of docs/benchmarks_sorters.json that this run does not redo (each "
+                         "marked with the run it came from) instead of replacing the whole table")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="rewrite the docs from a saved benchmarks_sorters.json without sorting again")
     args = ap.parse_args(argv)
@@ -138,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     t_start, load_before = time.perf_counter(), os.getloadavg()[0]
     report = dict(mode=mode, command="python scripts/benchmark_sorters.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                  threads=args.threads, hardware=_hardware(args.threads), load_before=load_before, cases=[])
+                  threads=args.threads, hardware=_hardware(args.threads), load_before=load_before, cases=[],
+                  commit=commit(), date=time.strftime("%Y-%m-%d"))
     for case in cases:
         try:
             rec_folder, gt_folder, snrs = make_case(work, case, duration_s)
@@ -162,6 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
     plot(report["cases"], work / DOC_PNG.name)
     print("\n".join(line for case in report["cases"] for line in case_markdown(case)))
     if not args.no_doc:
+        if args.keep_others and DOC_JSON.exists():
+            report = keep_other_cases(report, json.loads(DOC_JSON.read_text()))
+            plot(report["cases"], work / DOC_PNG.name)
         publish(report, work)
     print(f"results in {work}; {report['total_s']:.0f} s in all", flush=True)
     return report

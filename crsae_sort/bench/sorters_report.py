@@ -27,6 +27,7 @@ def case_markdown(case: dict) -> list[str]:
     snrs = sorted(case["snrs"].values(), reverse=True)
     lines = [f"**{case['case']}**: {num_channels} channels, {layout}; {num_units} units, seed {seed}, "
              f"{case['duration_s']:g} s. GT unit SNRs: {', '.join(f'{s:.1f}' for s in snrs)}.", "",
+             *_kept_line(case),
              "| sorter | version | units found | accuracy | recall | precision | accuracy (SNR >= 5) | "
              "well detected | false positive | redundant | wall s | x real time |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -53,6 +54,17 @@ def case_markdown(case: dict) -> list[str]:
             lines.append(f"| {u} | {snr:.1f} | " + " | ".join(f"{r['units'][u]['accuracy']:.2f}" for r in ok) + " |")
         lines += ["", "</details>"]
     return lines + [""]
+
+
+def _kept_line(case: dict) -> list[str]:
+    """For a case kept from an earlier run: which run (its command, commit, date and load)."""
+    run = case.get("kept_from")
+    if not run:
+        return []
+    commit = f"commit {run['commit']}" if run.get("commit") else "a commit not recorded (runs record it since)"
+    when = f", {run['date']}" if run.get("date") else ""
+    return [f"*Not re-run: from an earlier run (`{run.get('command')}`; {commit}{when}; load average "
+            f"{_fmt(run.get('load_before'), '.2f')} before).*", ""]
 
 
 def plot(cases: list[dict], path: Path) -> None:
