@@ -62,3 +62,16 @@ def test_keep_others_merges_earlier_cases_marked_with_their_run():
     assert tetrode["kept_from"]["command"].endswith("--full")
     text = "\n".join(case_markdown(tetrode))
     assert "Not re-run" in text and "2026-11-25" in text and "--full" in text
+
+
+def test_keep_others_keeps_rows_of_sorters_this_run_left_out():
+    row = dict(sorter="spykingcircus2", status="failed", reason="x", version="1")
+    earlier = dict(command="python scripts/benchmark_sorters.py --cases 64ch", commit="0ld0000", cases=[
+        dict(case="64ch", duration_s=60.0, snrs={}, results=[row, dict(row, sorter="crsae")])])
+    new = dict(command="python scripts/benchmark_sorters.py --cases 64ch --sorters crsae", commit="n3w0000", cases=[
+        dict(case="64ch", duration_s=60.0, snrs={}, results=[dict(row, sorter="crsae", version="2")])])
+    (case,) = sorters.keep_other_cases(new, earlier)["cases"]
+    assert [(r["sorter"], r["version"]) for r in case["results"]] == [("spykingcircus2", "1"), ("crsae", "2")]
+    assert case["results"][0]["kept_from"]["commit"] == "0ld0000" and "kept_from" not in case["results"][1]
+    text = "\n".join(case_markdown(case))
+    assert "| spykingcircus2 [1] |" in text and "[1] This row is from an earlier run" in text and "0ld0000" in text

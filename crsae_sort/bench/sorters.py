@@ -112,10 +112,22 @@ def commit() -> str | None:
 
 
 def keep_other_cases(report: dict, earlier: dict) -> dict:
-    """``report`` plus the cases of an ``earlier`` report it did not redo, each marked with its own run."""
-    done = {c["case"] for c in report["cases"]}
+    """``report`` plus what an ``earlier`` report has and it did not redo, each marked with its own run:
+    whole cases, and within a case both ran (same length), the rows of sorters this run left out."""
     run = {k: earlier.get(k) for k in ("command", "commit", "date", "hardware", "load_before", "load_after")}
-    kept = [dict(c, kept_from=c.get("kept_from") or run) for c in earlier.get("cases", []) if c["case"] not in done]
+    old = {c["case"]: c for c in earlier.get("cases", [])}
+    cases = []
+    for case in report["cases"]:
+        before = old.get(case["case"])
+        if before and before["duration_s"] == case["duration_s"] and not case.get("error"):
+            done = {r["sorter"] for r in case["results"]}
+            rows = [dict(r, kept_from=r.get("kept_from") or before.get("kept_from") or run)
+                    for r in before["results"] if r["sorter"] not in done]
+            case = dict(case, results=rows + case["results"])
+        cases.append(case)
+    done = {c["case"] for c in cases}
+    kept = [dict(c, kept_from=c.get("kept_from") or run) for c in old.values() if c["case"] not in done]
+    report = dict(report, cases=cases)
     order = list(CASES)
     cases = sorted(report["cases"] + kept, key=lambda c: order.index(c["case"]) if c["case"] in order else len(order))
     return dict(report, cases=cases)

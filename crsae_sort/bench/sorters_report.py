@@ -31,7 +31,11 @@ def case_markdown(case: dict) -> list[str]:
              "| sorter | version | units found | accuracy | recall | precision | accuracy (SNR >= 5) | "
              "well detected | false positive | redundant | wall s | x real time |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    runs = list(dict.fromkeys(json.dumps(r["kept_from"], sort_keys=True) for r in case["results"]
+                              if r.get("kept_from")))
     for r in case["results"]:
+        mark = f" [{runs.index(json.dumps(r['kept_from'], sort_keys=True)) + 1}]" if r.get("kept_from") else ""
+        r = dict(r, sorter=r["sorter"] + mark)
         if r["status"] != "ok":
             lines.append(f"| {r['sorter']} | {r.get('version') or '?'} | failed: {r['reason'].replace('|', '/')} "
                          "| | | | | | | | | |")
@@ -40,6 +44,9 @@ def case_markdown(case: dict) -> list[str]:
                      f"{r['precision']:.3f} | {_fmt(r['accuracy_snr5'])} | {r['well_detected']} | "
                      f"{r['false_positive']} | {r['redundant']} | {r['wall_s']:.1f} | "
                      f"{case['duration_s'] / r['wall_s']:.2f}x |")
+    for i, run in enumerate(runs):
+        lines += ["", f"[{i + 1}] " + _kept_line(dict(kept_from=json.loads(run)))[0].strip("*")
+                  .replace("Not re-run: from", "This row is from")]
     for r in case["results"]:
         if r.get("stages_s"):
             order = ["preprocess", "init", "train", "inference", "export", "total"]
