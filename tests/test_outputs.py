@@ -26,7 +26,7 @@ def exported(tmp_path_factory):
 def test_phy_folder_holds_our_templates_and_spikes(exported):
     from spikeinterface.extractors import read_phy
 
-    from crsae_sort.io.phy_nwb import aligned_templates, spike_peak_samples
+    from crsae_sort.io.results import aligned_templates, spike_peak_samples
 
     rec, result, base = exported
     phy = base / "out" / "phy"
@@ -45,7 +45,7 @@ def test_aligned_template_peak_sits_where_the_spike_times_point(exported):
     """Average the band-passed data at the reported spike times: its peak lands on ``nbefore``."""
     from spikeinterface.preprocessing import bandpass_filter
 
-    from crsae_sort.io.phy_nwb import aligned_templates, spike_peak_samples
+    from crsae_sort.io.results import aligned_templates, spike_peak_samples
 
     rec, result, _ = exported
     templates, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
@@ -128,3 +128,19 @@ def test_phy_on_two_segments_fails_before_sorting(exported, tmp_path):
     with pytest.raises(InputError, match="one-segment"):
         sort(append_recordings([rec, rec]), tmp_path / "o", FAST, phy=True)
     assert not (tmp_path / "o").exists()
+
+
+def test_templates_zarr_is_spikeinterface_templates_with_sparsity(exported):
+    """``templates.zarr`` reads back as SpikeInterface ``Templates``: the same aligned µV templates, sparse by radius."""
+    from spikeinterface.core import Templates
+
+    from crsae_sort.io.results import aligned_templates, spike_peak_samples
+
+    rec, result, base = exported
+    back = Templates.from_zarr(base / "out" / "templates.zarr")
+    assert list(back.unit_ids) == list(result.sorting.unit_ids) and back.is_in_uV
+    expected, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
+    assert back.nbefore == nbefore
+    np.testing.assert_allclose(back.get_dense_templates(), expected * back.sparsity_mask[:, None, :], atol=1e-5)
+    # a tetrode lies within radius_um (100 µm) of every contact: every channel is kept
+    assert back.sparsity_mask.all() and back.probe is not None

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .results import aligned_templates, spike_peak_samples
 
 logger = logging.getLogger(__name__)
 
@@ -32,32 +33,6 @@ def check_outputs_possible(recording, output_folder, *, phy: bool, nwb: bool) ->
 
         if importlib.util.find_spec("pynwb") is None:
             raise InputError("--nwb needs pynwb: pip install 'crsae-sort[nwb]' (or pip install pynwb)")
-
-
-def aligned_templates(templates_uv: np.ndarray, peak_samples: np.ndarray) -> tuple[np.ndarray, int]:
-    """Shift each template so that its spike-time sample lands on a common ``nbefore``.
-
-    ``templates_uv`` ``(U, S, M)``; ``peak_samples`` ``(U,)`` is, per unit, the template sample that
-    the reported spike time points at. Returns ``(U, S', M)`` and ``nbefore`` (SpikeInterface and
-    Phy expect one ``nbefore`` for all units).
-    """
-    n_units, n_samples, n_channels = templates_uv.shape
-    peak_samples = np.asarray(peak_samples, dtype=np.int64)
-    if n_units == 0:
-        return templates_uv, 0
-    nbefore = int(peak_samples.max())
-    nafter = int((n_samples - peak_samples).max())
-    out = np.zeros((n_units, nbefore + nafter, n_channels), dtype=np.float32)
-    for u, (tpl, peak) in enumerate(zip(templates_uv, peak_samples)):
-        start = nbefore - peak
-        out[u, start: start + n_samples] = tpl
-    return out, nbefore
-
-
-def spike_peak_samples(result) -> np.ndarray:
-    """Per kept unit, the sample of its µV template that spike times point at."""
-    by_id = {u.unit_id: u for u in result.summary.units}
-    return np.array([by_id[int(u)].peak_sample for u in result.sorting.unit_ids], dtype=np.int64)
 
 
 def export_phy(result, recording, folder: Path, *, copy_binary: bool = True) -> Path:

@@ -35,6 +35,59 @@ def templates_uv(dictionary: np.ndarray, to_model: np.ndarray, amplitudes: np.nd
     return out.astype(np.float32)
 
 
+def aligned_templates(templates_uv: np.ndarray, peak_samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """Shift each template so that its spike-time sample lands on a common ``nbefore``.
+
+    ``templates_uv`` ``(U, S, M)``; ``peak_samples`` ``(U,)`` is, per unit, the template sample that
+    the reported spike time points at. Returns ``(U, S', M)`` and ``nbefore`` (SpikeInterface and
+    Phy expect one ``nbefore`` for all units).
+    """
+    n_units, n_samples, n_channels = templates_uv.shape
+    peak_samples = np.asarray(peak_samples, dtype=np.int64)
+    if n_units == 0:
+        return templates_uv, 0
+    nbefore = int(peak_samples.max())
+    nafter = int((n_samples - peak_samples).max())
+    out = np.zeros((n_units, nbefore + nafter, n_channels), dtype=np.float32)
+    for u, (tpl, peak) in enumerate(zip(templates_uv, peak_samples)):
+        start = nbefore - peak
+        out[u, start: start + n_samples] = tpl
+    return out, nbefore
+
+
+def spike_peak_samples(result) -> np.ndarray:
+    """Per kept unit, the sample of its µV template that spike times point at."""
+    by_id = {u.unit_id: u for u in result.summary.units}
+    return np.array([by_id[int(u)].peak_sample for u in result.sorting.unit_ids], dtype=np.int64)
+
+
+def sparse_templates(result, recording):
+    """The µV templates as SpikeInterface ``Templates`` with a ``ChannelSparsity`` (radius around the peak).
+
+    Aligned as for Phy (:func:`aligned_templates`: each unit's spike-time sample at one common
+    ``nbefore``). The sparsity keeps the channels within ``radius_um`` of the unit's peak channel
+    (``ChannelSparsity.from_radius_and_main_channel``); ``radius_um = 0`` keeps every channel.
+    Sparse array ``(num_units, num_samples, max active channels)``.
+    """
+    from spikeinterface.core import ChannelSparsity, Templates
+
+    aligned, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
+    unit_ids = np.asarray(result.sorting.unit_ids)
+    group = recording.get_probegroup()
+    probe = recording.get_probe() if group is not None and len(group.probes) == 1 else None
+    dense = Templates(aligned, recording.get_sampling_frequency(), nbefore, is_in_uV=True,
+                      channel_ids=recording.channel_ids, unit_ids=unit_ids, probe=probe)
+    radius_um = result.params.model.radius_um
+    if radius_um > 0:
+        main = np.abs(aligned).max(axis=1).argmax(axis=1)
+        sparsity = ChannelSparsity.from_radius_and_main_channel(unit_ids, recording.channel_ids, main,
+                                                                recording.get_channel_locations(), radius_um)
+    else:
+        sparsity = ChannelSparsity(np.ones((len(unit_ids), len(recording.channel_ids)), bool), unit_ids,
+                                   recording.channel_ids)
+    return dense.to_sparse(sparsity)
+
+
 def spikes_table(sample_index, segment_index, unit_id, amplitude, amplitude_uv) -> np.ndarray:
     table = np.empty(len(sample_index), dtype=SPIKE_DTYPE)
     table["sample_index"], table["segment_index"], table["unit_id"] = sample_index, segment_index, unit_id
@@ -153,5 +206,7 @@ def _write_common(folder: Path, result, recording) -> None:
     save_sorting(result.sorting, folder / "sorting")
     save_recording_reference(recording, folder / "recording.json")
     np.save(folder / "templates.npy", result.templates_uv)
+    if len(result.summary.units):
+        sparse_templates(result, recording).to_zarr(folder / "templates.zarr")
     np.save(folder / "spikes.npy", result.spikes)
     write_json(folder / "params.json", result.params.to_dict())
