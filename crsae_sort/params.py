@@ -100,9 +100,10 @@ class TrainParams:
     max_epochs: int = _p(2, "Upper bound on passes over the training windows.", "", 0, 10000)
     learning_rate: float = _p(2e-3, "Adam learning rate for the dictionary.", "", 0.0, 1.0, low_open=True)
     lambda_learning_rate: float = _p(2e-2, "Adam learning rate for log(lambda).", "", 0.0, 1.0)
-    encoder_learning_rate: float = _p(2e-2, "Adam learning rate for the encoder's own weights (log-scale per-layer "
+    encoder_learning_rate: float = _p(0.1, "Adam learning rate for the encoder's own weights (log-scale per-layer "
                                       "steps and thresholds of encoder=reweighted or learned-steps; fista, ista "
-                                      "and reweighted-candes have none).", "", 0.0, 1.0)
+                                      "and reweighted-candes have none). On the demo tetrode, learned-steps at "
+                                      "T=12 scored 0.983 with 0.1 and 0.946 with 0.02.", "", 0.0, 1.0)
     patience: int = _p(2, "Stop after this many evaluations without held-out improvement.", "", 1, 1000)
     eval_every: int = _p(10, "Mini-batches between held-out evaluations.", "", 1, 100000)
 
