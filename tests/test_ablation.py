@@ -19,3 +19,4 @@ def test_quick_ablation_measures_every_column(tmp_path):
         assert 0.0 <= r["dictionary_error"] < 1.0   # atoms are near some ground-truth template
         assert r["lambda_median"] > 0
     assert "| tetrode | fista | 3 | ae-ls |" in res.output
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000
