@@ -7,7 +7,8 @@ term)``, and gives each layer l its own weight vector ``g_l``, so each hidden un
 soft-threshold ``lambda_1 g_l / c`` in each layer ("a different activation function for each
 hidden unit in each layer"). Their layers also untie ``W_l, U_l`` through a reweighting matrix;
 here the dictionary stays tied (so the atoms remain the templates) and there is no temporal
-term: what is kept is the per-unit, per-layer weight. Layer l = 1..T (the loop of :mod:`.layers`):
+term: what is kept is the per-unit, per-layer weight. (Written from the paper's abstract and a
+summary of its Sec. III; the full text was not at hand, so check the layer against it.) Layer l = 1..T (the loop of :mod:`.layers`):
 
     x_l = shrink(s_l + (1/L) H^T (y - H s_l),  lambda_c g_l,c / L)        g_l,c = exp(w_l,c) > 0
 
