@@ -8,7 +8,9 @@ Screening (for encoders that declare ``supports_screening``, FISTA and ISTA): at
 first step is ``shrink(H^T y / L, lambda / L)``, so a code can only grow where ``(H^T y)_c`` is
 near ``lambda_c`` or next to such a place. Code samples with
 ``max_c (H^T y)_c / lambda_c >= screen_fraction`` are dilated by ``2 K`` on each side, and the
-encoder runs on those segments only (batched); everything else is zero. ``screen_fraction = 0``
+encoder runs on those segments only (batched); everything else is zero. A learned encoder whose
+first layer thresholds at ``g lambda_c`` with ``g < 1`` (:meth:`Encoder.threshold_floor`) screens
+at ``g screen_fraction``. ``screen_fraction = 0``
 encodes every sample. The chunk margin is the encoder's own (:meth:`Encoder.margin`).
 
 Read-out: spike candidates are the local maxima of each code train ``z_c`` (within
@@ -132,7 +134,9 @@ def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float,
     corr = model.operator().H_adjoint(y[None])[0]
     score = ((corr if model.positive else corr.abs()) / lam[:, None]).amax(dim=0)
     pad = 2 * k
-    active = F.max_pool1d((score >= screen_fraction).float()[None, None], 2 * pad + 1, stride=1, padding=pad)
+    # an encoder whose first layer thresholds below lambda / L (a learned one) lowers the screen as much
+    screen = screen_fraction * min(1.0, model.encoder.threshold_floor())
+    active = F.max_pool1d((score >= screen).float()[None, None], 2 * pad + 1, stride=1, padding=pad)
     segments = _runs(active[0, 0].cpu().numpy() > 0)
     if counts is not None:
         counts["encoded"] = counts.get("encoded", 0) + sum(int(b - a) for a, b in segments)

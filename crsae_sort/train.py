@@ -5,7 +5,9 @@ al. 2020):
 
 1. dictionary: ``z_T = Encoder_T(y)``; Adam step on the dictionary-gradient rule's loss
    (:mod:`crsae_sort.model.gradients`; by default ``1/2 ||y - H z_T||^2`` backpropagated through
-   the unrolled encoder); every atom renormalised to unit norm; ``L`` recomputed;
+   the unrolled encoder); every atom renormalised to unit norm; ``L`` recomputed. An encoder
+   with its own weights (``reweighted``, ``learned-steps``) steps them in the same Adam step, on
+   the objective it unrolls (:func:`~crsae_sort.model.gradients.encoder_loss`);
 2. lambda: Adam step on ``log lambda`` for the Gamma-prior loss with ``z_T`` held fixed.
 
 10 % of the windows are held out; training stops when the held-out reconstruction loss has not
@@ -26,7 +28,7 @@ from .errors import InputError, option
 from .io.outfolder import CHECKPOINT_FORMAT
 from .io.results import save_torch
 from .model.crsae import CRsAE
-from .model.gradients import get_dictionary_gradient
+from .model.gradients import encoder_loss, get_dictionary_gradient
 from .model.losses import gamma_prior, lambda_loss, reconstruction_loss, universal_lambda
 from .oom import run_in_parts
 from .params import SortParams, TrainParams
@@ -123,7 +125,11 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     n_val = max(1, len(windows) // 10)
     val = torch.from_numpy(windows[order[:n_val]]).to(device)
     train_set = windows[order[n_val:]]
-    opt_dict = torch.optim.Adam([model.dictionary], lr=params.learning_rate)
+    groups = [dict(params=[model.dictionary], lr=params.learning_rate)]
+    learned = [p for p in model.encoder.parameters() if p.requires_grad]
+    if learned:  # an encoder's own weights (reweighted, learned-steps) step with the dictionary
+        groups.append(dict(params=learned, lr=params.encoder_learning_rate))
+    opt_dict = torch.optim.Adam(groups)
     opt_lam = torch.optim.Adam([model.log_lambda], lr=params.lambda_learning_rate)
     batch = min(params.batch_size, len(train_set))
     n_batches = len(train_set) // batch  # full batches only: N_e is the same in every lambda step
@@ -167,7 +173,10 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     if st.step > st.history[-1]["step"]:  # the last steps were not evaluated yet (or fewer than eval_every)
         _evaluate(st, model, val, loss.item(), params.patience)
     bar.close()
-    model.load_state_dict(st.best_state)  # L is part of the state
+    model.load_state_dict(st.best_state)  # L (and the encoder's own weights) are part of the state
+    for name, p in model.encoder.named_parameters():
+        logger.info("encoder %s: exp(%s) min %.3f, mean %.3f, max %.3f", model.encoder.name, name,
+                    float(p.detach().exp().min()), float(p.detach().exp().mean()), float(p.detach().exp().max()))
     result = TrainingResult(history=st.history, best_step=st.best_step, n_steps=st.step,
                             seconds=time.perf_counter() - t0)
     logger.info("training: %d steps in %.1f s, best held-out loss %.5f at step %d (start %.5f)",
@@ -183,14 +192,20 @@ def _dictionary_gradient(rule, model: CRsAE, y: torch.Tensor, n_micro: int) -> t
     redone (:func:`crsae_sort.oom.run_in_parts`), and the larger count is kept for the rest of
     training.
     """
+    learned = [p for p in model.encoder.parameters() if p.requires_grad]
+
     def part_gradient(part):
         z, loss = rule(model, part)
-        loss = loss * (len(part) / len(y))
-        loss.backward()
+        share = len(part) / len(y)
+        if learned:  # the encoder's own weights descend the objective it unrolls, not the rule's loss
+            (encoder_loss(model, part, z) * share).backward(inputs=learned, retain_graph=True)
+        loss = loss * share
+        loss.backward(inputs=[model.dictionary])
         return z.detach(), loss.detach().double()  # no .item(): a GPU need not wait here
 
     def forget():
-        model.dictionary.grad = None
+        for p in [model.dictionary, *learned]:
+            p.grad = None
 
     parts, n_micro = run_in_parts(part_gradient, y, n_micro, what="a batch of windows", on_retry=forget)
     total = parts[0][1]

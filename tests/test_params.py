@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from crsae_sort.params import SECTIONS, SortParams, default_params, describe
+from crsae_sort.params import ENCODER_SECTIONS, SECTIONS, SortParams, default_params, describe
 
 
 def test_defaults_round_trip_through_flat_dict():
@@ -39,7 +39,8 @@ def test_bad_values_raise_value_error_naming_the_field(flat, message):
 def test_describe_covers_every_field_with_help():
     rows = describe()
     names = [r["name"] for r in rows]
-    assert len(names) == len(set(names)) == sum(len(k.__dataclass_fields__) for k in SECTIONS.values())
+    sections = {**SECTIONS, **ENCODER_SECTIONS}
+    assert len(names) == len(set(names)) == sum(len(k.__dataclass_fields__) for k in sections.values())
     assert all(r["help"] for r in rows)
     assert {"n_iterations", "device", "seed", "chunk_duration_s"} <= set(names)
 
@@ -51,3 +52,13 @@ def test_docs_parameter_table_is_current():
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
     assert doc.read_text().strip() == markdown_table().strip(), "run: crsae-sort params --markdown > docs/parameters.md"
+
+
+def test_encoder_options_belong_to_their_encoder():
+    p = SortParams.from_dict({"encoder": "reweighted-candes", "reweighted_candes_epsilon": "0.5"})
+    assert p.encoder_options().reweighted_candes_epsilon == 0.5
+    with pytest.raises(ValueError, match="belong to another encoder"):
+        SortParams.from_dict({"reweighted_momentum": False})  # encoder=fista
+    assert SortParams.from_dict({"reweighted_momentum": True}) == SortParams()  # a default is harmless
+    with pytest.raises(ValueError, match="outside the allowed range"):
+        SortParams.from_dict({"encoder": "reweighted-candes", "reweighted_candes_epsilon": 0.0})

@@ -1,4 +1,4 @@
-"""``crsae-sort params``, ``info``, ``install-si-hook``, ``batch`` and ``bench``."""
+"""``crsae-sort params``, ``info``, ``install-si-hook``, ``batch`` and ``bench`` (``convex``, ``ablation``)."""
 from __future__ import annotations
 
 import json
@@ -188,3 +188,28 @@ def bench_convex_cmd(output, plan_name, methods, device, verbose):
 
     click.echo(run_guarded(run, doing=Doing(f"running the convex benchmark into {output}"), verbose=verbose,
                             failed_log=failed_log(output)))
+
+
+@bench_group.command("ablation", context_settings=dict(ignore_unknown_options=True, allow_extra_args=True))
+@click.option("--quick", is_flag=True, help="Two tiny configurations on a 4-s tetrode (a smoke test, < 30 s).")
+@click.option("--no-doc", is_flag=True, help="Print only; leave docs/benchmarks.md alone.")
+@click.option("--workdir", default="crsae_bench_ablation", show_default=True, help="Recordings and results.jsonl.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
+@click.pass_context
+def bench_ablation_cmd(ctx, quick, no_doc, workdir, verbose):
+    """Encoders x T x dictionary-gradient rules on seeded ground truth (tetrode, 32 channels).
+
+    Further options (--cases, --duration, --encoders, --iterations, --rules) pass through to
+    scripts/benchmark_ablation.py; see its --help.
+    """
+    setup_console(verbose)
+
+    def run():
+        from ..bench.ablation import main
+
+        argv = ["--workdir", workdir, *(["--quick"] if quick else []), *(["--no-doc"] if no_doc else []), *ctx.args]
+        main(argv)
+        return f"results in {workdir}/results.jsonl"
+
+    click.echo(run_guarded(run, doing=Doing(f"running the ablation into {workdir}"), verbose=verbose,
+                            failed_log=failed_log(workdir)))

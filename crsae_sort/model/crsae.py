@@ -60,7 +60,7 @@ class CRsAE(nn.Module):
         ref = reference_amplitude if reference_amplitude is not None else torch.ones(len(dictionary))
         self.register_buffer("reference_amplitude", ref.clone().to(dictionary.dtype))
         if isinstance(encoder, str):
-            encoder = make_encoder(encoder, n_iter, positive, encoder_options)
+            encoder = make_encoder(encoder, n_iter, positive, encoder_options, n_atoms=len(dictionary))
         self.encoder = encoder
         self.lipschitz = 0.0
         self.normalize_()

@@ -17,8 +17,9 @@ import torch
 
 
 def shrink(v: torch.Tensor, bias: torch.Tensor, positive: bool) -> torch.Tensor:
-    """Soft threshold of ``v`` ``(batch, n_atoms, n_codes)`` by ``bias`` ``(n_atoms,)``."""
-    b = bias.view(1, -1, 1)
+    """Soft threshold of ``v`` ``(batch, n_atoms, n_codes)`` by ``bias`` ``(n_atoms,)``, or by a bias of
+    ``v``'s own shape (one threshold per code sample: the reweighted l1 penalties)."""
+    b = bias.view(1, -1, 1) if bias.dim() == 1 else bias
     if positive:
         return torch.relu(v - b)
     return torch.sign(v) * torch.relu(v.abs() - b)

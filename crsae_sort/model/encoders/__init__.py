@@ -14,6 +14,9 @@ from .options import ENCODER_OPTIONS
 ENCODERS: dict[str, tuple[str, str]] = {
     "fista": ("fista", "Fista"),
     "ista": ("ista", "Ista"),
+    "reweighted": ("reweighted", "Reweighted"),
+    "reweighted-candes": ("reweighted_candes", "ReweightedCandes"),
+    "learned-steps": ("learned_steps", "LearnedSteps"),
 }
 
 
@@ -30,9 +33,12 @@ def get_encoder_class(name: str):
     return getattr(import_module(f"{__name__}.{module}"), cls)
 
 
-def make_encoder(name: str, n_iter: int, positive: bool = True, options=None):
-    """An encoder instance: ``name`` with ``n_iter`` unrolled steps and its options (defaults if None)."""
-    return get_encoder_class(name)(n_iter, positive, options)
+def make_encoder(name: str, n_iter: int, positive: bool = True, options=None, n_atoms: int | None = None):
+    """An encoder instance: ``name`` with ``n_iter`` unrolled steps and its options (defaults if None).
+
+    ``n_atoms``: the number of templates, for encoders with per-template weights (``reweighted``).
+    """
+    return get_encoder_class(name)(n_iter, positive, options, n_atoms)
 
 
 __all__ = ["ENCODERS", "ENCODER_OPTIONS", "encoder_names", "get_encoder_class", "make_encoder"]

@@ -9,7 +9,8 @@ the sparsity weights ``lambda`` ``(C,)`` and ``L >= ||H||^2``:
 The dictionary and lambda are not the encoder's: they belong to the model and are passed in,
 so the decoder ``H z`` and every encoder share the same atoms (the tied weights that make the
 atoms the templates). An encoder may own extra learned weights (per-layer step sizes, say) as
-``nn.Parameter``; they are saved in the model's state.
+``nn.Parameter``; they are saved in the model's state and trained with the dictionary, on the
+objective the encoder unrolls (:func:`crsae_sort.model.gradients.encoder_loss`).
 """
 from __future__ import annotations
 
@@ -24,16 +25,22 @@ class Encoder(nn.Module):
 
     ``supports_screening``: the first step from ``z = 0`` is ``shrink(H^T y / L, lambda / L)``,
     so a code can only become non-zero near where ``(H^T y)_c`` approaches ``lambda_c``; the
-    inference stage may then encode only those stretches (see :mod:`crsae_sort.infer`).
+    inference stage may then encode only those stretches (see :mod:`crsae_sort.infer`). An
+    encoder whose thresholds can fall below ``lambda / L`` says by how much in
+    :meth:`threshold_floor`, and the screen is lowered as much.
+
+    ``n_atoms``: the number of templates C, for encoders with per-template weights (they create
+    them on the first call when it is not given).
     """
 
     name: ClassVar[str] = ""
     Options: ClassVar[type]
     supports_screening: ClassVar[bool] = False
 
-    def __init__(self, n_iter: int, positive: bool = True, options=None):
+    def __init__(self, n_iter: int, positive: bool = True, options=None, n_atoms: int | None = None):
         super().__init__()
         self.n_iter = int(n_iter)
+        self.n_atoms = n_atoms
         self.positive = bool(positive)
         self.options = options if options is not None else self.Options()
         if not isinstance(self.options, self.Options):
@@ -42,6 +49,18 @@ class Encoder(nn.Module):
     def margin(self, n_times_atom: int) -> int:
         """Samples of context each side of a chunk so that codes inside it match an unchunked run."""
         return 8 * n_times_atom
+
+    def threshold_floor(self) -> float:
+        """The smallest threshold of any layer as a fraction of ``lambda_c / L`` (1 for FISTA and ISTA)."""
+        return 1.0
+
+    def objective(self, y: torch.Tensor, op, lam: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The objective the iteration descends, summed over the batch (a scalar): the lasso
+        ``1/2 ||y - H z||^2 + sum_c lambda_c ||z_c||_1``; an encoder with another penalty overrides it.
+
+        y: ``(batch, M, N)``; z: ``(batch, C, N - K + 1)``; lam: ``(C,)``; op: the operator.
+        """
+        return 0.5 * (y - op.H(z)).pow(2).sum() + (lam.view(1, -1, 1) * z.abs()).sum()
 
     def forward(self, y: torch.Tensor, op, lam: torch.Tensor, lipschitz: float,
                 z0: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - abstract

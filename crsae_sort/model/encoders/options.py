@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..._fields import param as _p
+
 
 @dataclass(frozen=True)
 class FistaOptions:
@@ -21,7 +23,33 @@ class IstaOptions:
     """ISTA (proximal gradient without momentum) unrolled for ``n_iterations`` steps: nothing else to set."""
 
 
+@dataclass(frozen=True)
+class ReweightedOptions:
+    """Unrolled reweighted l1 (Luong, Joukovsky & Deligiannis 2021): a learned threshold weight per layer and template."""
+    reweighted_momentum: bool = _p(True, "encoder=reweighted: FISTA's momentum between layers (False: the paper's "
+                                   "proximal-gradient layers, as ISTA).")
+
+
+@dataclass(frozen=True)
+class ReweightedCandesOptions:
+    """Iteratively reweighted l1 (Candes, Wakin & Boyd 2008), one reweighting per layer: nothing learned."""
+    reweighted_candes_epsilon: float = _p(1.0, "encoder=reweighted-candes: epsilon_c of the weights "
+                                          "eps_c / (|z| + eps_c), as a multiple of lambda_c; smaller removes more "
+                                          "of the lasso's amplitude bias on large codes.", "", 0.0, 1e3,
+                                          low_open=True)
+
+
+@dataclass(frozen=True)
+class LearnedStepsOptions:
+    """ALISTA-style layers (Liu et al. 2019): a learned step size and threshold scale per layer, H tied."""
+    learned_steps_momentum: bool = _p(True, "encoder=learned-steps: FISTA's momentum between layers (False: "
+                                      "ALISTA's plain proximal-gradient layers).")
+
+
 ENCODER_OPTIONS: dict[str, type] = {
     "fista": FistaOptions,
     "ista": IstaOptions,
+    "reweighted": ReweightedOptions,
+    "reweighted-candes": ReweightedCandesOptions,
+    "learned-steps": LearnedStepsOptions,
 }
