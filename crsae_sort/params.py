@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+from ._fields import bounds_text, check, coerce
 from ._fields import param as _p
 from .errors import InputError
 from .model.encoders.options import ENCODER_OPTIONS
@@ -195,8 +196,8 @@ class SortParams:
             kwargs = {}
             for f in dataclasses.fields(klass):
                 if f.name in flat:
-                    kwargs[f.name] = _coerce(f.name, flat[f.name], hints[f.name])
-                    _check(f, kwargs[f.name])
+                    kwargs[f.name] = coerce(f.name, flat[f.name], hints[f.name])
+                    check(f, kwargs[f.name])
             built[sec] = klass(**kwargs)
         encoders = _default_encoders()
         encoders.update({sec.split(":", 1)[1]: built.pop(sec) for sec in ENCODER_SECTIONS})
@@ -231,7 +232,7 @@ def describe() -> list[dict[str, Any]]:
         for f in dataclasses.fields(klass):
             m = f.metadata
             rows.append(dict(section=sec, name=f.name, type=hints[f.name].__name__, default=f.default,
-                             unit=m["unit"], bounds=_bounds_text(f), help=m["help"]))
+                             unit=m["unit"], bounds=bounds_text(f), help=m["help"]))
     return rows
 
 
@@ -263,61 +264,6 @@ def with_suggestion(name: str, known) -> str:
     """``name``, with the closest known parameter name if one is close (``n_iteration`` -> ``n_iterations``)."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
     return f"{name} (did you mean {close[0]}?)" if close else name
-
-
-def _bounds_text(f) -> str:
-    m = f.metadata
-    if m["choices"]:
-        return " | ".join(m["choices"])
-    if m["low"] is None and m["high"] is None:
-        return ""
-    left = "(" if m["low_open"] else "["
-    return f"{left}{m['low']:g}, {m['high']:g}]"
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _coerce(name: str, value: Any, typ: type) -> Any:
-    """``value`` as ``typ``; strings from the command line are parsed, lossy conversions refused."""
-    text = value.strip().lower() if isinstance(value, str) else None
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-    elif typ is int and not isinstance(value, bool):
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if text is not None and text.lstrip("+-").isdigit():
-            return int(text)
-    elif typ is float and not isinstance(value, bool):
-        if isinstance(value, (int, float)):
-            return float(value)
-        if text is not None:
-            try:
-                return float(text)
-            except ValueError:
-                pass
-    elif typ is str and isinstance(value, str):
-        return value
-    raise InputError(f"parameter {name}={value!r} must be of type {typ.__name__}")
-
-
-def _check(f, value) -> None:
-    m = f.metadata
-    if m["choices"] and value not in m["choices"]:
-        raise InputError(f"parameter {f.name}={value!r} must be one of {', '.join(m['choices'])}")
-    if isinstance(value, bool) or m["low"] is None:
-        return
-    if value != value:  # NaN
-        raise InputError(f"parameter {f.name} is NaN; allowed range {_bounds_text(f)}")
-    too_low = value <= m["low"] if m["low_open"] else value < m["low"]
-    if too_low or value > m["high"]:
-        raise InputError(f"parameter {f.name}={value!r} is outside the allowed range {_bounds_text(f)}")
 
 
 def _check_cross(p: SortParams) -> None:
