@@ -73,7 +73,9 @@ def summarise(rows: list[dict]) -> dict:
 
 def markdown(report: dict) -> str:
     """The SWEEP block: the command, hardware and load, and one row per sorter."""
-    lines = [f"`{report['command']}` — seeds {report['seeds'][0]}–{report['seeds'][-1]}, {report['duration_s']:g} s "
+    first, last = report["seeds"][0], report["seeds"][-1]
+    seeds = f"seed {first}" if first == last else f"seeds {first}–{last}"
+    lines = [f"`{report['command']}` — {seeds}, {report['duration_s']:g} s "
              f"each; {report['hardware']}; load average {report['load_before']:.1f} before, "
              f"{report['load_after']:.1f} after; {report['total_s'] / 60:.0f} min in all.", "",
              "| sorter | recordings | units SNR ≥ 5 | accuracy min | median | mean | SNR ≥ 7 missed | "
