@@ -45,6 +45,7 @@ class Spikes:
     segment_index: np.ndarray   # int64
     unit_index: np.ndarray      # int64, template index
     amplitude: np.ndarray       # float32, code mass (whitened noise units times unit-norm template)
+    below_floor: np.ndarray | None = None   # (n_atoms,) int64: code peaks the amplitude floor discarded
 
     @classmethod
     def empty(cls) -> "Spikes":
@@ -68,7 +69,11 @@ def peak_offsets(dictionary: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bool = False) -> Spikes:
-    """Encode every segment of ``recording`` (unit noise, the model's channels) and return spikes."""
+    """Encode every segment of ``recording`` (unit noise, the model's channels) and return spikes.
+
+    Code peaks of at least ``amplitude_fraction`` x the template's reference amplitude are spikes; the
+    others are counted per template in ``below_floor``.
+    """
     fs = recording.get_sampling_frequency()
     k = model.dictionary.shape[-1]
     chunk = max(int(params.chunk_duration_s * fs), 8 * k)
@@ -76,7 +81,7 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     offsets = peak_offsets(model.dictionary)
     reference = model.reference_amplitude.cpu().numpy()
     device = model.dictionary.device
-    parts = []
+    parts, below = [], np.zeros(model.dictionary.shape[0], np.int64)
     lengths = [recording.get_num_samples(seg) for seg in range(recording.get_num_segments())]
     bounds = list(chunks(lengths, chunk, model.encoder.margin(k)))
     from tqdm.auto import tqdm
@@ -93,17 +98,15 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
         keep = (times >= c.start) & (times < c.end)
         n = int(keep.sum())
         found = Spikes(times[keep].astype(np.int64), np.full(n, c.segment, np.int64), unit[keep], amp[keep])
-        parts.append(select_spikes(found, reference, params))
+        kept = above_floor(found.amplitude, found.unit_index, reference, params.amplitude_fraction)
+        below += np.bincount(found.unit_index[~kept], minlength=len(below))
+        parts.append(found.select(kept))
     if counts.get("total"):
         logger.info("inference: the encoder ran on %.1f %% of the code samples (screening at %.2f lambda)",
                     100.0 * counts["encoded"] / counts["total"], params.screen_fraction)
-    return Spikes.concatenate(parts)
-
-
-def select_spikes(spikes: Spikes, reference_amplitude: np.ndarray, params: InferenceParams) -> Spikes:
-    """Keep code peaks of at least ``amplitude_fraction`` x the template's reference amplitude."""
-    return spikes.select(above_floor(spikes.amplitude, spikes.unit_index, reference_amplitude,
-                                     params.amplitude_fraction))
+    spikes = Spikes.concatenate(parts)
+    spikes.below_floor = below
+    return spikes
 
 
 def above_floor(amplitude: np.ndarray, unit: np.ndarray, reference_amplitude: np.ndarray,

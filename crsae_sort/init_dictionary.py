@@ -50,7 +50,7 @@ def initial_dictionary(recording, params: InitParams, seed: int) -> InitialDicti
     n_before = max(1, int(round(params.template_ms_before * fs / 1000)))
     n_after = max(1, int(round(params.template_ms_after * fs / 1000)))
     method = resolve_init_method(recording, params)
-    slices = _random_slices(recording, params.init_duration_s, seed)
+    slices = random_slices(recording, params.init_duration_s, seed)
     if method == "global":
         atoms, sizes, n_peaks = _global_templates(recording, slices, params, seed, n_before, n_after)
     else:
@@ -94,13 +94,13 @@ def resolve_init_method(recording, params: InitParams) -> str:
 def _global_templates(recording, slices, params: InitParams, seed: int, n_before: int,
                       n_after: int) -> tuple[np.ndarray, list[int], int]:
     """Templates ``(n, K, n_channels)`` from clustering all-channel snippets at once; sizes; peaks."""
-    snippets = _detect_and_cut(recording, slices, params.detect_threshold, n_before, n_after)
+    snippets, _ = detect_and_cut(recording, slices, params.detect_threshold, n_before, n_after)
     n_peaks = len(snippets)
     _check_enough_peaks(n_peaks, recording, slices, params)
-    labels = _cluster(snippets, params, seed)
+    labels = cluster_snippets(snippets, params, seed)
     atoms, sizes = _cluster_templates(snippets, labels)
     if params.n_templates == 0:
-        atoms, sizes = _merge_similar(atoms, sizes, params.merge_similarity, params.merge_amplitude_ratio)
+        atoms, sizes = merge_similar(atoms, sizes, params.merge_similarity, params.merge_amplitude_ratio)
         if len(atoms) > params.max_templates:
             keep = np.argsort(sizes)[::-1][: params.max_templates]
             atoms, sizes = atoms[keep], [sizes[i] for i in keep]
@@ -164,7 +164,7 @@ def _outside_energy(dictionary: np.ndarray, peaks: np.ndarray, locations: np.nda
     return (energy * far).sum(axis=1) / np.maximum(energy.sum(axis=1), 1e-30)
 
 
-def _random_slices(recording, duration_s: float, seed: int) -> list[tuple[int, int, int]]:
+def random_slices(recording, duration_s: float, seed: int) -> list[tuple[int, int, int]]:
     """Non-overlapping ``(segment, start, end)`` chunks of ~1 s totalling ``duration_s``, seeded."""
     fs = recording.get_sampling_frequency()
     chunk = int(CHUNK_S * fs)
@@ -178,8 +178,11 @@ def _random_slices(recording, duration_s: float, seed: int) -> list[tuple[int, i
     return sorted(candidates[i] for i in picked)
 
 
-def _detect_and_cut(recording, slices, threshold: float, n_before: int, n_after: int) -> np.ndarray:
-    """Snippets ``(n_peaks, n_before + n_after, n_channels)`` around negative peaks."""
+def detect_and_cut(recording, slices, threshold: float, n_before: int,
+                   n_after: int) -> tuple[np.ndarray, np.ndarray]:
+    """Snippets ``(n_peaks, n_before + n_after, n_channels)`` around negative peaks of the ``slices``
+    ``[(segment, start, end), ...]``, and where each peak is: ``(n_peaks, 2)`` int64 rows of (slice
+    index, sample within the slice's segment)."""
     from spikeinterface.sortingcomponents.peak_detection import detect_peaks
 
     method = "locally_exclusive"
@@ -187,8 +190,8 @@ def _detect_and_cut(recording, slices, threshold: float, n_before: int, n_after:
                   noise_levels=np.ones(recording.get_num_channels(), dtype="float32"))
     peaks = detect_peaks(recording, method=method, method_kwargs=kwargs, pipeline_kwargs=dict(slices=slices),
                          job_kwargs=dict(n_jobs=1, progress_bar=False))
-    out = []
-    for seg, start, end in slices:
+    out, where = [], []
+    for i, (seg, start, end) in enumerate(slices):
         sel = peaks[(peaks["segment_index"] == seg) & (peaks["sample_index"] >= start + n_before)
                     & (peaks["sample_index"] < end - n_after)]
         if len(sel) == 0:
@@ -197,9 +200,11 @@ def _detect_and_cut(recording, slices, threshold: float, n_before: int, n_after:
         idx = sel["sample_index"] - start
         window = np.arange(-n_before, n_after)
         out.append(traces[idx[:, None] + window[None, :], :])
+        where.append(np.stack([np.full(len(sel), i), sel["sample_index"]], axis=1).astype(np.int64))
     if not out:
-        return np.zeros((0, n_before + n_after, recording.get_num_channels()), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32)
+        return (np.zeros((0, n_before + n_after, recording.get_num_channels()), dtype=np.float32),
+                np.zeros((0, 2), np.int64))
+    return np.concatenate(out).astype(np.float32), np.concatenate(where)
 
 
 def _strongest_negative_peak(recording, slices) -> float:
@@ -208,7 +213,7 @@ def _strongest_negative_peak(recording, slices) -> float:
                      for seg, a, b in slices))
 
 
-def _cluster(snippets: np.ndarray, params: InitParams, seed: int) -> np.ndarray:
+def cluster_snippets(snippets: np.ndarray, params: InitParams, seed: int) -> np.ndarray:
     """Cluster labels (``-1`` = noise) of snippets, on their first principal components."""
     from sklearn.cluster import HDBSCAN, KMeans
     from sklearn.decomposition import PCA
@@ -231,7 +236,7 @@ def _cluster_templates(snippets: np.ndarray, labels: np.ndarray) -> tuple[np.nda
     return atoms, [int((labels == u).sum()) for u in ids]
 
 
-def _merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float,
+def merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float,
                    max_ratio: float) -> tuple[np.ndarray, list[int]]:
     """Greedily merge templates ``(n, K, M)`` of the same shape and amplitude.
 

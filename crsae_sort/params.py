@@ -124,6 +124,20 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class GrowParams:
+    """Growing the dictionary after training: units the initial clustering missed, found in the residual y - Hz."""
+    grow_rounds: int = _p(3, "Rounds of: encode held-out slices, cluster the peaks of the residual y - Hz, add an "
+                          "atom per real unit, retrain briefly; stops early when a round adds nothing. 0: off.",
+                          "", 0, 20)
+    grow_duration_s: float = _p(20.0, "Seconds of recording (random 1-s slices, other than init's) whose "
+                                "residual is searched; the brief retraining runs on them too.", "s", 1.0, 3600.0)
+    grow_min_spikes: int = _p(20, "A residual cluster needs this many peaks to become an atom.", "", 5, 1_000_000)
+    grow_max_isi_violations: float = _p(0.02, "Largest fraction of a residual cluster's inter-spike intervals "
+                                        "shorter than 1.5 ms (a unit's refractory period).", "", 0.0, 1.0)
+    grow_epochs: int = _p(1, "Passes over the growth slices' windows to retrain after atoms are added.", "", 1, 100)
+
+
+@dataclass(frozen=True)
 class InferenceParams:
     """Encoding the whole recording and reading spikes out of the codes."""
     chunk_duration_s: float = _p(10.0, "Recording processed per chunk; bounds memory.", "s", 0.05, 600.0)
@@ -150,6 +164,7 @@ SECTIONS = {
     "init": InitParams,
     "model": ModelParams,
     "train": TrainParams,
+    "grow": GrowParams,
     "inference": InferenceParams,
     "run": RunParams,
 }
@@ -172,6 +187,7 @@ class SortParams:
     init: InitParams = field(default_factory=InitParams)
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)
+    grow: GrowParams = field(default_factory=GrowParams)
     inference: InferenceParams = field(default_factory=InferenceParams)
     run: RunParams = field(default_factory=RunParams)
     encoders: dict = field(default_factory=_default_encoders)

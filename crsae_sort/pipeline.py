@@ -1,7 +1,7 @@
 """The sort, end to end: the only module that chains the stages.
 
-read -> preprocess -> initial dictionary -> train CRsAE -> encode the whole recording ->
-spikes -> outputs. Outputs are written into a temporary folder beside the target and moved
+read -> preprocess -> initial dictionary -> train CRsAE -> grow it from the residual -> encode the
+whole recording -> spikes -> outputs. Outputs are written into a temporary folder beside the target and moved
 into place only when complete.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from .device import describe_device, resolve_device, warm_up
 from .errors import InputError, option
+from .grow import grow
 from .infer import detect_spikes
 from .init_dictionary import channel_locations_um, initial_dictionary
 from .io import outfolder, results
@@ -26,7 +27,7 @@ from .postprocess import SortResult, build_result, combine_groups
 from .preprocess import preprocess
 from .runlog import StageTimer, log_to_file, versions
 from .threads import configure_threads
-from .train import initial_model, sample_windows, train
+from .train import initial_model, sample_windows, train, window_samples
 from .validate import check_recording, scan_traces
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _sort(recording, run: _Run) -> SortResult:
     with timer.stage("preprocess"):
         pre = preprocess(recording, params.preprocess, seed)
     fs_model = pre.recording.get_sampling_frequency()
-    training = None
+    training = growth = None
     if run.trained is None:
         with timer.stage("init"):
             init = _cached(checkpoints, "init.pt", lambda: initial_dictionary(pre.recording, params.init, seed))
@@ -148,6 +149,10 @@ def _sort(recording, run: _Run) -> SortResult:
             model, training = _cached(checkpoints, "trained.pt",
                                       lambda: _build_and_train(pre, init, params, run.device, run.progress,
                                                                checkpoints))
+        if params.grow.grow_rounds > 0:
+            with timer.stage("grow"):
+                model, growth = _cached(checkpoints, "grown.pt",
+                                        lambda: grow(model, pre.recording, params, init.n_before, progress=run.progress))
     else:
         model = run.trained.model
         if abs(run.trained.model_sampling_frequency_hz - fs_model) > 1e-6 * fs_model:
@@ -156,7 +161,7 @@ def _sort(recording, run: _Run) -> SortResult:
     with timer.stage("inference"):
         spikes = detect_spikes(model, pre.recording, params.inference, progress=run.progress)
     with timer.stage("export"):
-        result = build_result(recording, pre, model, spikes, params, training, run.device)
+        result = build_result(recording, pre, model, spikes, params, training, run.device, growth)
         result.summary.dead_channels_excluded = [str(c) for c in run.scan.dead_channel_ids]
         result.stage_seconds = dict(timer.seconds)
         if folder is not None:
@@ -215,7 +220,7 @@ def _cached(folder: Path | None, name: str, compute):
 
 def _build_and_train(pre, init, params: SortParams, device: torch.device, progress: bool, checkpoints: Path | None):
     fs = pre.recording.get_sampling_frequency()
-    n_window = max(int(round(params.train.window_ms * fs / 1000)), 2 * init.dictionary.shape[-1])
+    n_window = window_samples(params, fs, init.dictionary.shape[-1])
     model = initial_model(init, params, n_window, device, channel_locations_um(pre.recording))
     rec = pre.recording
     total = sum(rec.get_num_samples(s) for s in range(rec.get_num_segments()))

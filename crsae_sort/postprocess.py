@@ -22,7 +22,7 @@ from .device import describe_device
 from .infer import Spikes, peak_offsets
 from .io import results
 from .params import SortParams
-from .summary import Summary, UnitSummary
+from .summary import Summary, TemplateReadOut, UnitSummary
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,15 @@ class SortResult:
     stage_seconds: dict = field(default_factory=dict)
 
 
-def build_result(recording, pre, model, spikes: Spikes, params: SortParams, training, device) -> SortResult:
-    """Units, µV templates, spikes table, sorting and summary of one sort (module docstring)."""
+def build_result(recording, pre, model, spikes: Spikes, params: SortParams, training, device,
+                 growth=None) -> SortResult:
+    """Units, µV templates, spikes table, sorting and summary of one sort (module docstring).
+
+    ``growth`` (:class:`crsae_sort.grow.GrowthResult`) puts the atoms added from the residual into the summary.
+    """
     counts = np.bincount(spikes.unit_index, minlength=model.dictionary.shape[0])
+    below = spikes.below_floor if spikes.below_floor is not None else np.zeros(len(counts), np.int64)
+    origin = getattr(model, "origin", None) or ["init"] * len(counts)
     keep_units = np.flatnonzero(counts >= max(params.inference.min_spikes, 1))
     dropped = sorted(set(range(len(counts))) - set(keep_units.tolist()))
     if dropped:
@@ -67,13 +73,17 @@ def build_result(recording, pre, model, spikes: Spikes, params: SortParams, trai
     offsets = peak_offsets(model.dictionary) * pre.decimation  # template sample a spike time points at
     units = [UnitSummary(unit_id=int(u), num_spikes=int(counts[u]), firing_rate_hz=float(counts[u] / duration_s),
                          lambda_=float(lam[u]), median_debiased_amplitude=float(a), peak_uv=float(np.abs(t).max()),
-                         peak_sample=int(offsets[u]))
+                         peak_sample=int(offsets[u]), origin=origin[u])
              for u, a, t in zip(keep_units, median_amp, tpl)]
+    read_out = [TemplateReadOut(template=c, origin=origin[c], code_peaks=int(counts[c] + below[c]),
+                                below_floor=int(below[c]), spikes=int(counts[c]), unit_kept=bool(c in keep_units))
+                for c in range(len(counts))]
     summary = Summary(units=units, num_spikes=int(len(table)), num_templates=int(len(counts)),
                       duration_s=duration_s, sampling_frequency_hz=fs, decimation=pre.decimation,
                       num_channels=recording.get_num_channels(), device=describe_device(device),
                       training_steps=training.n_steps if training else 0, lipschitz=float(model.lipschitz),
-                      motion_correction=pre.motion_preset, max_displacement_um=pre.max_displacement_um)
+                      motion_correction=pre.motion_preset, max_displacement_um=pre.max_displacement_um,
+                      read_out=read_out, grown=list(growth.added) if growth is not None else [])
     return SortResult(sorting=sorting, templates_uv=tpl, spikes=table, model=model, params=params,
                       summary=summary, training=training)
 
@@ -81,7 +91,7 @@ def build_result(recording, pre, model, spikes: Spikes, params: SortParams, trai
 def combine_groups(recording, parts: dict, channel_ids_of: dict, params: SortParams) -> SortResult:
     """One result from the results of channel groups sorted apart (``parts``: group -> SortResult)."""
     channel_index = {c: i for i, c in enumerate(recording.channel_ids)}
-    tables, templates, units, offset = [], [], [], 0
+    tables, templates, units, read_out, grown, offset = [], [], [], [], [], 0
     for group, part in parts.items():
         ids = list(part.sorting.unit_ids)
         remap = np.zeros(max(ids) + 1 if ids else 1, dtype=np.int64)
@@ -96,6 +106,8 @@ def combine_groups(recording, parts: dict, channel_ids_of: dict, params: SortPar
         for row in part.summary.units:
             units.append(UnitSummary(**dict(vars(row), unit_id=int(remap[row.unit_id]), group=str(group),
                                             template=row.unit_id)))
+        read_out += [TemplateReadOut(**dict(vars(t), group=str(group))) for t in part.summary.read_out]
+        grown += part.summary.grown
         offset += len(ids)
     table = np.concatenate(tables)
     fs = recording.get_sampling_frequency()
@@ -107,7 +119,8 @@ def combine_groups(recording, parts: dict, channel_ids_of: dict, params: SortPar
                       duration_s=first.duration_s, sampling_frequency_hz=fs, decimation=first.decimation,
                       num_channels=recording.get_num_channels(), device=first.device,
                       training_steps=sum(p.summary.training_steps for p in parts.values()), seconds=seconds,
-                      groups={str(g): len(p.sorting.unit_ids) for g, p in parts.items()})
+                      groups={str(g): len(p.sorting.unit_ids) for g, p in parts.items()}, read_out=read_out,
+                      grown=grown)
     moved = [p.summary for p in parts.values() if p.summary.motion_correction is not None]
     if moved:  # groups are corrected apart: the preset, and the largest drift of any group
         summary.motion_correction = moved[0].motion_correction

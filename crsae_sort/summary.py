@@ -13,6 +13,37 @@ from pathlib import Path
 
 
 @dataclass
+class GrownAtom:
+    """An atom added by growth (:mod:`crsae_sort.grow`): from the residual ``y - H z``, or split off an atom
+    that coded two units (:mod:`crsae_sort.split`); with the evidence for it."""
+    round: int                 # growth round that added it (1, 2, ...)
+    atom: int                  # its template index in the grown model
+    n_spikes: int              # residual peaks in its cluster
+    rate_hz: float             # those peaks per second of the searched slices
+    peak_sigma: float          # largest |value| of the cluster's median snippet (noise standard deviations)
+    amplitude: float           # norm of that snippet: the atom's reference amplitude
+    isi_violations: float      # fraction of the cluster's inter-spike intervals under 1.5 ms
+    max_similarity: float      # best-lag cosine similarity to the closest atom before it (split: sibling)
+    similar_to: int            # that atom (split: the atom split)
+    coincident: float          # largest fraction of its peaks on one existing atom's spikes (within 0.5 ms)
+    coincident_with: int       # that atom (-1: none)
+    peak_channel: int          # channel index of the snippet's largest |value|
+    origin: str = "residual"   # "residual" or "split"
+
+
+@dataclass
+class TemplateReadOut:
+    """What the read-out made of one template's codes: peaks kept, peaks thrown away, the unit kept or not."""
+    template: int
+    origin: str                # "init" (initial clustering), "residual" (growth) or "split"
+    code_peaks: int            # local maxima of its code train (candidates)
+    below_floor: int           # candidates under amplitude_fraction x its reference amplitude: discarded
+    spikes: int                # candidates kept as spikes
+    unit_kept: bool            # False: fewer than min_spikes spikes, the whole template dropped
+    group: str | None = None   # channel group, when groups were sorted apart
+
+
+@dataclass
 class UnitSummary:
     unit_id: int
     num_spikes: int
@@ -23,6 +54,7 @@ class UnitSummary:
     peak_sample: int                   # template sample a spike time points at (recording rate)
     group: str | None = None           # channel group, when groups were sorted apart
     template: int | None = None        # the unit's template index within its group
+    origin: str = "init"               # where its atom came from: "init", "residual" (growth) or "split"
 
 
 @dataclass
@@ -43,6 +75,8 @@ class Summary:
     groups: dict[str, int] | None = None                      # units per channel group
     motion_correction: str | None = None                      # correct_motion preset applied, None when off
     max_displacement_um: float | None = None                  # largest drift it estimated
+    read_out: list[TemplateReadOut] = field(default_factory=list)  # per template, what the read-out discarded
+    grown: list[GrownAtom] = field(default_factory=list)      # atoms added from the residual, with evidence
 
     @property
     def model_sampling_frequency_hz(self) -> float:
@@ -55,9 +89,13 @@ class Summary:
 
     def to_dict(self) -> dict:
         """The JSON form; unit fields that do not apply (``group``, ``template``) are left out."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "units"}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("units", "read_out", "grown")}
         out["units"] = [{k: v for k, v in dataclasses.asdict(u).items() if v is not None or k not in
                          ("group", "template")} for u in self.units]
+        out["read_out"] = [{k: v for k, v in dataclasses.asdict(t).items() if v is not None or k != "group"}
+                           for t in self.read_out]
+        out["grown"] = [dataclasses.asdict(g) for g in self.grown]
         if self.groups is None:
             del out["groups"]
         return out
@@ -65,8 +103,10 @@ class Summary:
     @classmethod
     def from_dict(cls, d: dict) -> "Summary":
         names = {f.name for f in dataclasses.fields(cls)}
-        units = [UnitSummary(**u) for u in d.get("units", [])]
-        return cls(units=units, **{k: v for k, v in d.items() if k in names and k != "units"})
+        typed = dict(units=[UnitSummary(**u) for u in d.get("units", [])],
+                     read_out=[TemplateReadOut(**t) for t in d.get("read_out", [])],
+                     grown=[GrownAtom(**g) for g in d.get("grown", [])])
+        return cls(**typed, **{k: v for k, v in d.items() if k in names and k not in typed})
 
     @classmethod
     def read(cls, folder: Path) -> "Summary":

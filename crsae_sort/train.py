@@ -90,6 +90,11 @@ class TrainingResult:
     seconds: float = 0.0
 
 
+def window_samples(params: SortParams, fs: float, n_times_atom: int) -> int:
+    """Samples in a training window: ``window_ms`` at the model's rate ``fs``, at least two atoms long."""
+    return max(int(round(params.train.window_ms * fs / 1000)), 2 * n_times_atom)
+
+
 def sample_windows(recording, n_windows: int, n_samples: int, seed: int) -> np.ndarray:
     """``n_windows`` random windows ``(n_windows, n_channels, n_samples)`` across all segments."""
     rng = np.random.default_rng(seed)

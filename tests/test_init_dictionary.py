@@ -13,7 +13,7 @@ import pytest
 
 from crsae_sort import init_local
 from crsae_sort.errors import InputError
-from crsae_sort.init_dictionary import _merge_similar, initial_dictionary, resolve_init_method, template_similarity
+from crsae_sort.init_dictionary import initial_dictionary, merge_similar, resolve_init_method, template_similarity
 from crsae_sort.params import SortParams
 from crsae_sort.preprocess import preprocess
 
@@ -147,7 +147,7 @@ def test_merge_nearby_is_the_global_greedy_merge_restricted_to_neighbours():
     t = np.concatenate([base, noisy, 1.5 * base[:2]])                       # near-duplicates; 2 louder copies
     sizes = list(range(10, 10 + len(t)))
     locations = np.stack([np.zeros(12), np.arange(12) * 20.0], axis=1)
-    ref, ref_sizes = _merge_similar(t, sizes, 0.9, 1.3)
+    ref, ref_sizes = merge_similar(t, sizes, 0.9, 1.3)
     got, got_sizes = init_local.merge_nearby(t, sizes, locations, 1e9, 0.9, 1.3, upsample=1)
     assert len(ref) < len(t)
     np.testing.assert_array_equal(np.sort(got.reshape(len(got), -1), axis=0), np.sort(ref.reshape(len(ref), -1), axis=0))

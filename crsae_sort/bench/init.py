@@ -107,7 +107,7 @@ def spikeinterface_init(recording, params, method: str, seed: int = 0):
     fs = recording.get_sampling_frequency()
     n_before = max(1, int(round(params.template_ms_before * fs / 1000)))
     n_after = max(1, int(round(params.template_ms_after * fs / 1000)))
-    slices = idm._random_slices(recording, params.init_duration_s, seed)
+    slices = idm.random_slices(recording, params.init_duration_s, seed)
     hoods = loc.neighbourhoods(idm.channel_locations_um(recording), params.neighbourhood_radius_um, params.spatial_bin_um)
     peaks = loc.detect_local(recording, slices, params.detect_threshold, n_before, n_after, hoods)
     table = np.zeros(peaks.n_peaks, dtype=base_peak_dtype)

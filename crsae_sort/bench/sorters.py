@@ -66,9 +66,13 @@ print("RESULT " + json.dumps(res), flush=True)
 """
 
 
-def run_sorter_in_child(sorter: str, rec_folder: Path, out: Path, threads: int, timeout_s: float) -> dict:
-    """``run_sorter`` in a fresh process (this crsae_sort on its path); a result row, ``status`` ok or failed."""
-    params = CHANGED.get(sorter, ({}, ""))[0]
+def run_sorter_in_child(sorter: str, rec_folder: Path, out: Path, threads: int, timeout_s: float,
+                        params: dict | None = None) -> dict:
+    """``run_sorter`` in a fresh process (this crsae_sort on its path); a result row, ``status`` ok or failed.
+
+    ``params`` are given to ``run_sorter`` on top of the ones :data:`CHANGED` sets for this sorter.
+    """
+    params = {**CHANGED.get(sorter, ({}, ""))[0], **(params or {})}
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                NUMBA_NUM_THREADS=str(threads), PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-c", CHILD, sorter, str(rec_folder), str(out), json.dumps(params), str(threads)]

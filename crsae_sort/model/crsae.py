@@ -18,11 +18,13 @@ from torch import nn
 
 from .encoders import make_encoder
 from .encoders.base import Encoder
-from .local_operator import LocalConvOperator, lipschitz_bound_local, local_layout, to_dense
+from .local_operator import LocalConvOperator, lipschitz_bound_local, local_layout, to_dense, to_local
 from .operator import ConvOperator, lipschitz_bound, lipschitz_constant
 
 #: version of the state a CRsAE saves (``model.pt``, checkpoints); older files are refused
 STATE_FORMAT = 2
+#: where an atom came from: the initial clustering, the residual (growth) or a split
+ORIGINS = ("init", "residual", "split")
 
 
 class CRsAE(nn.Module):
@@ -39,15 +41,20 @@ class CRsAE(nn.Module):
     ``dictionary`` is the local ``(C, S, K)`` and ``H``, ``H^T`` touch only those channels
     (:class:`~crsae_sort.model.local_operator.LocalConvOperator`); :meth:`dense_dictionary`
     gives the ``(C, M, K)`` templates.
+
+    ``origin``: per atom, one of :data:`ORIGINS` (``init`` by default), saved with the state.
     """
 
     def __init__(self, dictionary: torch.Tensor, lam: torch.Tensor, n_iter: int, positive: bool = True,
                  reference_amplitude: torch.Tensor | None = None, encoder: str | Encoder = "fista",
                  encoder_options=None, support: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                 n_channels: int | None = None):
+                 n_channels: int | None = None, origin: list[str] | None = None):
         super().__init__()
         if (support is None) != (mask is None) or (support is not None and n_channels is None):
             raise ValueError("a local dictionary needs support, mask and n_channels together")
+        self.origin = list(origin) if origin is not None else ["init"] * len(dictionary)
+        if len(self.origin) != len(dictionary) or not set(self.origin) <= set(ORIGINS):
+            raise ValueError(f"origin must give one of {ORIGINS} per atom ({len(dictionary)}), got {self.origin}")
         self.dictionary = nn.Parameter(dictionary.clone())
         self.n_channels = int(n_channels) if support is not None else int(dictionary.shape[1])
         if support is not None:
@@ -126,6 +133,55 @@ class CRsAE(nn.Module):
         d = self.dictionary.detach()
         return to_dense(d, self.support, self.mask, self.n_channels) if self.is_local else d
 
+    @torch.no_grad()
+    def replace_atom(self, index: int, atom: torch.Tensor, reference_amplitude: float, origin: str) -> None:
+        """Put the dense ``atom`` ``(M, K)`` (restricted to the atom's support when local, unit norm) in
+        place of atom ``index``, with its reference amplitude and origin; ``L`` is recomputed."""
+        if origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
+        atom = atom.to(self.dictionary)
+        if self.is_local:
+            atom = to_local(atom[None], self.support[index: index + 1], self.mask[index: index + 1])[0]
+        self.dictionary[index] = atom
+        self.reference_amplitude[index] = reference_amplitude
+        self.origin[index] = origin
+        self.normalize_()
+
+    @torch.no_grad()
+    def with_atoms(self, atoms: torch.Tensor, lam: torch.Tensor, reference_amplitude: torch.Tensor, origin: str,
+                   support: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> "CRsAE":
+        """A new model holding this one's atoms and ``A`` more: dense ``atoms`` ``(A, M, K)``.
+
+        ``lam`` and ``reference_amplitude`` are ``(A,)``; ``origin`` (one of :data:`ORIGINS`) is recorded
+        for each new atom. A local model needs the new atoms' ``support`` and ``mask`` ``(A, S')``
+        (:func:`~crsae_sort.model.local_operator.channel_supports`); both sets are padded to a common
+        width. The encoder's settings and learned state carry over; ``L`` is recomputed.
+        """
+        old = self.dictionary.detach()
+        if atoms.shape[1:] != (self.n_channels, old.shape[-1]):
+            raise ValueError(f"new atoms must be (A, {self.n_channels}, {old.shape[-1]}), got {tuple(atoms.shape)}")
+        atoms = atoms.to(old)
+        local = {}
+        if self.is_local:
+            if support is None or mask is None:
+                raise ValueError("a local model needs the new atoms' support and mask")
+            width = max(self.support.shape[1], support.shape[1])
+            pairs = [(self.support, self.mask), (support.to(old.device), mask.to(old.device))]
+            sup = [torch.cat([s, s[:, :1].expand(-1, width - s.shape[1])], 1) for s, _ in pairs]  # pad: masked out
+            msk = [torch.cat([m, m.new_zeros(len(m), width - m.shape[1])], 1) for _, m in pairs]
+            new_local = to_local(atoms, sup[1], msk[1])
+            old = torch.cat([old, old.new_zeros(len(old), width - old.shape[1], old.shape[2])], 1)
+            local = dict(support=torch.cat(sup), mask=torch.cat(msk), n_channels=self.n_channels)
+            atoms = new_local
+        model = CRsAE(torch.cat([old, atoms]), torch.cat([self.lam.detach(), lam.to(old)]), self.n_iter, self.positive,
+                      torch.cat([self.reference_amplitude, reference_amplitude.to(old)]), encoder=self.encoder.name,
+                      encoder_options=self.encoder.options, origin=self.origin + [origin] * len(atoms), **local)
+        model.encoder.load_state_dict(self.encoder.state_dict())
+        with torch.no_grad():  # the existing atoms exactly as they were (the constructor renormalised them)
+            model.dictionary[: len(old)].copy_(old)
+        model.normalize_()
+        return model
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction ``H z`` ``(batch, M, N)``."""
         return self.operator().H(z)
@@ -156,7 +212,7 @@ class CRsAE(nn.Module):
                     encoder_state={k: v.cpu() for k, v in self.encoder.state_dict().items()},
                     lipschitz=float(self.lipschitz), n_channels=self.n_channels,
                     support=None if self.support is None else self.support.cpu(),
-                    mask=None if self.mask is None else self.mask.cpu())
+                    mask=None if self.mask is None else self.mask.cpu(), origin=list(self.origin))
 
     @classmethod
     def from_state(cls, state: dict, device: torch.device | str = "cpu") -> "CRsAE":
@@ -169,7 +225,8 @@ class CRsAE(nn.Module):
         options = ENCODER_OPTIONS[state["encoder"]](**state["encoder_options"])
         model = cls(state["dictionary"], state["lam"], state["n_iterations"], state["positive"],
                     state["reference_amplitude"], encoder=state["encoder"], encoder_options=options,
-                    support=state.get("support"), mask=state.get("mask"), n_channels=state.get("n_channels"))
+                    support=state.get("support"), mask=state.get("mask"), n_channels=state.get("n_channels"),
+                    origin=state.get("origin"))
         model.encoder.load_state_dict(state["encoder_state"])
         with torch.no_grad():  # exactly the saved atoms (the constructor renormalised them once more)
             model.dictionary.copy_(state["dictionary"])

@@ -32,6 +32,7 @@ FIT_MS = 60.0               # length of the stretch shown with its reconstructio
 FIT_MAX_CHANNELS = 8        # channels shown in the fit figure (those the reconstruction uses most)
 QUALITY_METRICS = ["snr", "isi_violation", "presence_ratio", "amplitude_cutoff"]
 _QUIET = dict(n_jobs=1, progress_bar=False)
+ORIGIN_TEXT = dict(init="initial clustering", residual="grown from the residual", split="split")
 _REQUIRED = ("summary.json", "params.json", "model.pt", "spikes.npy", "templates.npy", "sorting")
 
 
@@ -129,7 +130,7 @@ def _overview(folder: Path, summary: Summary, recording, out: Path) -> str:
     rows = [("output folder", str(folder)), ("recording", describe_recording(recording)),
             ("duration", f"{summary.duration_s:.1f} s at {summary.sampling_frequency_hz:g} Hz; model at "
                          f"{summary.sampling_frequency_hz / summary.decimation:g} Hz"),
-            ("units", f"{len(summary.units)} of {summary.num_templates} templates; "
+            ("units", f"{len(summary.units)} of {summary.num_templates} templates ({_origins(summary)}); "
                       f"{summary.num_spikes} spikes"),
             ("device", summary.device),
             ("time", f"{seconds.get('total', float('nan')):.1f} s "
@@ -142,6 +143,12 @@ def _overview(folder: Path, summary: Summary, recording, out: Path) -> str:
     if seconds:
         body += markup.img("timing.png", "seconds per stage")
     return markup.section("overview", "Overview", body)
+
+
+def _origins(summary: Summary) -> str:
+    """How many units came from each origin: "5 initial clustering, 1 grown from the residual"."""
+    counts = {o: sum(u.origin == o for u in summary.units) for o in ORIGIN_TEXT}
+    return ", ".join(f"{n} {ORIGIN_TEXT[o]}" for o, n in counts.items() if n)
 
 
 def describe_recording(recording) -> str:
@@ -186,7 +193,7 @@ def _units(summary: Summary, templates_uv: np.ndarray, spikes: np.ndarray, recor
         isi = np.concatenate([np.diff(np.sort(mine["sample_index"][mine["segment_index"] == s])) / fs * 1000.0
                               for s in range(recording.get_num_segments())])
         n_viol = int(np.sum(isi < ISI_THRESHOLD_MS))
-        title = (f"unit {u}:  λ = {unit.lambda_:.3f},  {unit.num_spikes} spikes,  "
+        title = (f"unit {u} ({ORIGIN_TEXT[unit.origin]}):  λ = {unit.lambda_:.3f},  {unit.num_spikes} spikes,  "
                  f"{unit.firing_rate_hz:.2f} Hz,  peak {unit.peak_uv:.0f} µV,  "
                  f"{n_viol} ISI < {ISI_THRESHOLD_MS:g} ms")
         name = f"unit_{u}.png"
@@ -281,13 +288,13 @@ def _quality(sorting, filtered_uv, summary: Summary) -> str:
         logger.info("quality metrics: %s", note)
     by_unit = {u.unit_id: u for u in summary.units}
     columns = list(metrics.columns)
-    rows = [[u, by_unit[u].num_spikes, by_unit[u].firing_rate_hz, by_unit[u].lambda_,
+    rows = [[u, by_unit[u].origin, by_unit[u].num_spikes, by_unit[u].firing_rate_hz, by_unit[u].lambda_,
              by_unit[u].peak_uv] + [metrics.loc[u, c] for c in columns] for u in metrics.index]
     text = (f"<p>Computed by SpikeInterface's quality metrics on the band-passed recording (presence ratio in "
             f"{bin_s:g}-s bins). Click a column header to sort.</p>")
     if notes:
         text += "<ul class='notes'>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
-    table = markup.table(["unit", "spikes", "rate (Hz)", "λ", "peak (µV)"] + columns, rows, sortable=True)
+    table = markup.table(["unit", "origin", "spikes", "rate (Hz)", "λ", "peak (µV)"] + columns, rows, sortable=True)
     return markup.section("quality", "Quality metrics", text + table)
 
 

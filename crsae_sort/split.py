@@ -1,0 +1,133 @@
+"""Splitting an atom that codes two units: its spikes' snippets fall into distinct shapes.
+
+When the initial clustering merged two units (or missed one whose spikes an atom of a roughly
+similar shape then codes), one atom explains both: its code train is the union of two units' trains
+and the residual keeps only the difference of their shapes. The evidence is in the data at the
+atom's own spikes. For each atom ``c``, the snippets ``y[:, p : p + K]`` ``(M, K)`` at its code
+positions ``p`` (the read-out's spikes on the growth slices) are clustered as the initial dictionary
+clusters peaks (PCA, HDBSCAN: :func:`~crsae_sort.init_dictionary.cluster_snippets`). Clusters of at
+least ``grow_min_spikes`` snippets, with a median whose peak reaches ``detect_threshold`` and at
+most ``grow_max_isi_violations`` of refractory violations, are merged back by the initial
+dictionary's own rule (same shape *and* amplitude: :func:`~crsae_sort.init_dictionary.merge_similar`);
+when two or more remain, and they do not duplicate another atom, the atom is split: the largest
+child replaces it, the others are appended, all with origin ``split``.
+
+Snippets are ``(n, K, M)`` as the clustering code takes them; atoms ``(M, K)`` as the model holds them.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .init_dictionary import cluster_snippets, template_similarity
+from .params import SortParams
+from .summary import GrownAtom
+
+logger = logging.getLogger(__name__)
+
+REFRACTORY_MS = 1.5       # inter-spike intervals shorter than this violate a unit's refractory period
+MIN_CROSS_FRACTION = 0.3  # two children are two units when their trains come this close to independence
+
+
+def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tuple[np.ndarray, np.ndarray]],
+                params: SortParams, fs: float, seconds: float) -> dict[int, list[tuple[GrownAtom, np.ndarray]]]:
+    """Atoms to split: ``{atom: [(evidence, child atom (M, K) unit norm), ...]}`` (largest child first).
+
+    ``existing`` ``(C, M, K)``: the dense atoms scaled by their reference amplitudes; ``traces`` the
+    slices ``(M, n)``; ``codes`` per slice the read-out's ``(code positions, atoms)``; ``seconds`` the
+    slices' total length.
+    """
+    g, k, out = params.grow, existing.shape[-1], {}
+    for c in range(len(existing)):
+        where = np.concatenate([np.stack([np.full(int((a == c).sum()), s), p[a == c]], axis=1)
+                                for s, (p, a) in enumerate(codes)]).astype(np.int64)    # (n, 2): slice, position
+        if len(where) < 2 * g.grow_min_spikes:
+            continue
+        snippets = np.stack([traces[s][:, p: p + k].T for s, p in where])              # (n, K, M)
+        labels = cluster_snippets(snippets, params.init, params.run.seed)
+        groups = _merged_groups(snippets, [labels == u for u in np.unique(labels) if u >= 0], params)
+        children = [m for m in groups if m.sum() >= g.grow_min_spikes
+                    and np.abs(np.median(snippets[m], axis=0)).max() >= params.init.detect_threshold
+                    and isi_violations(where[m], fs) <= g.grow_max_isi_violations]
+        children.sort(key=lambda m: -m.sum())
+        # two units' trains are independent, so together they break the refractory period; halves of one do not
+        children = children[:1] + [m for m in children[1:] if _independent(where[children[0]], where[m], fs, seconds)]
+        medians = np.stack([np.median(snippets[m], axis=0) for m in children]) if children else snippets[:0]
+        kept = _not_duplicates(medians, existing, c, params)
+        if len(children) < 2 or kept[:1] != [0] or len(kept) < 2:
+            continue
+        sim = template_similarity(medians[kept].astype(np.float64))
+        result = []
+        for rank, i in enumerate(kept):
+            median, norm, n = medians[i], float(np.linalg.norm(medians[i])), int(children[i].sum())
+            ev = GrownAtom(round=0, atom=c if rank == 0 else -1, n_spikes=n, rate_hz=n / seconds,
+                           peak_sigma=float(np.abs(median).max()), amplitude=norm,
+                           isi_violations=isi_violations(where[children[i]], fs),
+                           max_similarity=float(np.max(np.delete(sim[rank], rank))), similar_to=c, coincident=0.0,
+                           coincident_with=-1, peak_channel=int(np.abs(median).max(axis=0).argmax()), origin="split")
+            result.append((ev, np.ascontiguousarray(median.T / max(norm, 1e-12))))
+        logger.info("split of atom %d (%d spikes, %.1f %% of ISIs < %g ms): %s", c, len(where),
+                    100 * isi_violations(where, fs), REFRACTORY_MS,
+                    "; ".join(f"{ev.n_spikes} spikes, peak {ev.peak_sigma:.1f} sigma on channel {ev.peak_channel}, "
+                              f"ISI violations {100 * ev.isi_violations:.1f} %" for ev, _ in result))
+        out[c] = result
+    return out
+
+
+def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortParams) -> list[np.ndarray]:
+    """Clusters (boolean masks over ``snippets``) merged greedily while two have the same shape and amplitude
+    (the initial dictionary's rule: similarity above ``merge_similarity``, amplitude ratio at most
+    ``merge_amplitude_ratio``)."""
+    groups = list(groups)
+    while len(groups) > 1:
+        medians = np.stack([np.median(snippets[m], axis=0) for m in groups]).astype(np.float64)
+        sim = template_similarity(medians)
+        norms = np.linalg.norm(medians.reshape(len(medians), -1), axis=1)
+        low = np.maximum(np.minimum(norms[:, None], norms[None, :]), 1e-12)
+        ratio = np.maximum(norms[:, None], norms[None, :]) / low
+        sim[ratio > params.init.merge_amplitude_ratio] = -np.inf
+        np.fill_diagonal(sim, -np.inf)
+        i, j = np.unravel_index(np.argmax(sim), sim.shape)
+        if sim[i, j] <= params.init.merge_similarity:
+            break
+        groups[i] = groups[i] | groups[j]
+        del groups[j]
+    return groups
+
+
+def _independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float) -> bool:
+    """Whether trains ``a`` and ``b`` ``(n, 2)`` (slice, sample) break each other's refractory period as two
+    independent units would: at least ``MIN_CROSS_FRACTION`` of the ``n_a n_b 2 tau / T`` pairs closer than
+    ``tau = REFRACTORY_MS`` expected by chance, and at least 2 (halves of one unit have none)."""
+    tau = REFRACTORY_MS * fs / 1000
+    close = 0
+    for s in np.intersect1d(a[:, 0], b[:, 0]):
+        x, y = np.sort(a[a[:, 0] == s, 1]), np.sort(b[b[:, 0] == s, 1])
+        i = np.searchsorted(x, y)
+        left, right = x[np.clip(i - 1, 0, len(x) - 1)], x[np.clip(i, 0, len(x) - 1)]
+        close += int(np.sum(np.minimum(np.abs(y - left), np.abs(y - right)) < tau))
+    expected = len(a) * len(b) * 2 * tau / (seconds * fs)
+    return close >= max(2.0, MIN_CROSS_FRACTION * expected)
+
+
+def _not_duplicates(children: np.ndarray, existing: np.ndarray, parent: int, params: SortParams) -> list[int]:
+    """Children ``(n, K, M)`` that are not another atom than ``parent`` under the merge rule."""
+    others = np.delete(existing, parent, axis=0).transpose(0, 2, 1)                      # (C - 1, K, M)
+    if not len(others):
+        return list(range(len(children)))
+    both = np.concatenate([children, others]).astype(np.float64)
+    sim = template_similarity(both)[: len(children), len(children):]
+    norms = np.linalg.norm(both.reshape(len(both), -1), axis=1)
+    a, b = norms[: len(children), None], norms[None, len(children):]
+    ratio = np.maximum(a, b) / np.maximum(np.minimum(a, b), 1e-12)
+    same = (sim > params.init.merge_similarity) & (ratio <= params.init.merge_amplitude_ratio)
+    return [i for i in range(len(children)) if not same[i].any()]
+
+
+def isi_violations(where: np.ndarray, fs: float) -> float:
+    """Fraction of the inter-spike intervals (within each slice) of spikes ``where`` ``(n, 2)`` (slice,
+    sample) shorter than ``REFRACTORY_MS``."""
+    limit = REFRACTORY_MS * fs / 1000
+    isi = np.concatenate([np.diff(np.sort(where[where[:, 0] == s, 1])) for s in np.unique(where[:, 0])])
+    return float(np.mean(isi < limit)) if len(isi) else 0.0

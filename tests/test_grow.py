@@ -1,0 +1,145 @@
+"""Growth from the residual: a unit the initial clustering missed is found again; new atoms work with
+dense and local dictionaries; the summary says where each unit came from and what the read-out dropped."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from crsae_sort import pipeline, sort
+from crsae_sort.demo import score
+from crsae_sort.model.crsae import CRsAE
+from crsae_sort.model.local_operator import channel_supports, to_dense
+from crsae_sort.model.operator import ConvOperator
+from crsae_sort.summary import Summary
+
+from conftest import random_dictionary
+
+FAST = {"max_epochs": 1, "n_windows": 320, "seed": 3, "grow_duration_s": 12.0}
+
+
+def _dense_norm_squared(dictionary: torch.Tensor, n: int = 200) -> float:
+    """``||H||^2`` of the dense dictionary for signals of ``n`` code samples (power iteration on H^T H)."""
+    op = ConvOperator(dictionary.double())
+    z = torch.randn(1, dictionary.shape[0], n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for _ in range(300):
+        z = op.H_adjoint(op.H(z))
+        z = z / z.norm()
+    return float(op.H_adjoint(op.H(z)).flatten() @ z.flatten())
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["dense", "local"])
+def test_added_atoms_keep_the_old_ones_and_a_valid_step(local):
+    n_channels, k = 8, 12
+    locations = np.stack([np.repeat([0.0, 20.0], 4), np.tile(np.arange(4) * 20.0, 2)], axis=1)   # (8, 2) µm
+    dense = random_dictionary(3, n_channels, k, dtype=torch.float32, seed=1)
+    extra = {}
+    if local:
+        support, mask = channel_supports(locations, np.array([0, 3, 5]), 25.0)
+        extra = dict(support=support, mask=mask, n_channels=n_channels)
+        dense = to_dense(dense.gather(1, support[..., None].expand(-1, -1, k)) * mask[..., None], support, mask,
+                         n_channels)
+        dense = dense / dense.flatten(1).norm(dim=1)[:, None, None]
+        start = dense.gather(1, support[..., None].expand(-1, -1, k)) * mask[..., None]
+    else:
+        start = dense
+    model = CRsAE(start, torch.full((3,), 2.0), 10, **extra)
+    new = random_dictionary(2, n_channels, k, dtype=torch.float32, seed=2)
+    more = {}
+    if local:
+        more = dict(zip(("support", "mask"), channel_supports(locations, np.array([7, 1]), 45.0)))  # wider supports
+    grown = model.with_atoms(new, torch.tensor([3.0, 4.0]), torch.tensor([9.0, 11.0]), "residual", **more)
+
+    assert grown.origin == ["init"] * 3 + ["residual"] * 2
+    assert torch.allclose(grown.dense_dictionary()[:3], model.dense_dictionary(), atol=1e-6)
+    assert torch.allclose(grown.lam, torch.tensor([2.0, 2.0, 2.0, 3.0, 4.0]))
+    assert torch.equal(grown.reference_amplitude[3:], torch.tensor([9.0, 11.0]))
+    added = grown.dense_dictionary()[3:]
+    assert torch.allclose(added.flatten(1).norm(dim=1), torch.ones(2), atol=1e-6)
+    if local:  # the new atoms are the given ones restricted to their supports
+        kept = to_dense(torch.ones(2, more["support"].shape[1], k), more["support"], more["mask"], n_channels) > 0
+        assert torch.all(added[~kept] == 0) and (~kept).any()
+    assert grown.lipschitz >= _dense_norm_squared(grown.dense_dictionary()) * (1 - 1e-4)
+    again = CRsAE.from_state(grown.to_state())
+    assert again.origin == grown.origin and torch.equal(again.dense_dictionary(), grown.dense_dictionary())
+    y = torch.randn(2, n_channels, 80)
+    assert grown.encode(y).shape == (2, 5, 80 - k + 1)
+
+
+@pytest.fixture(scope="module")
+def missing_unit(gt_tetrode):
+    """20 s of the demo tetrode sorted twice from an initial dictionary with one atom removed: without and
+    with growth."""
+    recording, gt_sorting = (x.frame_slice(0, 600000) for x in gt_tetrode)
+    real = pipeline.initial_dictionary
+    dropped = {}
+
+    def without_one(rec, params, seed):
+        init = real(rec, params, seed)
+        drop = int(np.argsort(init.amplitudes)[len(init.amplitudes) // 2])  # the median-amplitude atom
+        dropped["amplitude"] = float(init.amplitudes[drop])
+        keep = np.arange(len(init.amplitudes)) != drop
+        init.dictionary, init.amplitudes = init.dictionary[keep], init.amplitudes[keep]
+        init.cluster_sizes = [s for s, k in zip(init.cluster_sizes, keep) if k]
+        init.peak_channels = init.peak_channels[keep]
+        init.outside_energy = init.outside_energy[keep]
+        return init
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pipeline, "initial_dictionary", without_one)
+    try:
+        before = sort(recording, None, dict(FAST, grow_rounds=0), progress=False)
+        after = sort(recording, None, dict(FAST), progress=False)
+    finally:
+        mp.undo()
+    return recording, gt_sorting, before, after, dropped
+
+
+def test_growth_recovers_a_unit_missing_from_the_initial_dictionary(missing_unit):
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+
+    recording, gt_sorting, before, after, dropped = missing_unit
+    table_before, _ = score(recording, gt_sorting, before.sorting)
+    table_after, _ = score(recording, gt_sorting, after.sorting)
+    missed = [row for row in table_before if row["snr"] >= 5 and row["accuracy"] < 0.5]
+    assert len(missed) >= 1, table_before          # dropping the atom really loses a unit
+    found = {row["unit_id"]: row for row in table_after}
+    for row in table_before:                       # every unit of SNR >= 5 found, nothing got worse
+        assert found[row["unit_id"]]["accuracy"] >= (0.9 if row["snr"] >= 5 else row["accuracy"] - 0.02), table_after
+    comparison = compare_sorter_to_ground_truth(gt_sorting, after.sorting, exhaustive_gt=True)
+    assert comparison.count_false_positive_units(0.2) == 0 and comparison.count_redundant_units(0.2) == 0
+
+    match = comparison.hungarian_match_12
+    origin = {u.unit_id: u.origin for u in after.summary.units}
+    grown = {g.atom: g for g in after.summary.grown}
+    assert set(grown) == {c for c, o in enumerate(after.model.origin) if o != "init"} and before.summary.grown == []
+    recovered = [int(match[row["unit_id"]]) for row in table_after if row["accuracy"] >= 0.9
+                 and origin.get(int(match[row["unit_id"]]), "init") != "init"]
+    assert recovered, (origin, table_after)        # a new unit matches the truth, and says where it came from
+    for unit in recovered:
+        assert grown[unit].origin == origin[unit] and grown[unit].round == 1
+        assert grown[unit].n_spikes >= 50 and grown[unit].isi_violations <= 0.02
+    assert max(g.amplitude for g in grown.values()) >= 0.75 * dropped["amplitude"]
+    assert after.summary.seconds["grow"] > 0 and "grow" not in before.summary.seconds
+
+
+def test_summary_counts_what_the_read_out_discarded(missing_unit):
+    _, _, _, after, _ = missing_unit
+    s = after.summary
+    assert [t.template for t in s.read_out] == list(range(s.num_templates))
+    kept = {u.unit_id for u in s.units}
+    for t in s.read_out:
+        assert t.code_peaks == t.spikes + t.below_floor and t.unit_kept == (t.template in kept)
+    assert sum(t.spikes for t in s.read_out if t.unit_kept) == s.num_spikes
+    assert sum(t.below_floor for t in s.read_out) > 0      # the floor did discard small code peaks
+    assert [t.origin for t in s.read_out] == after.model.origin and "init" in after.model.origin
+    back = Summary.from_dict(json.loads(json.dumps(s.to_dict())))
+    assert back.read_out == s.read_out and back.grown == s.grown and back.units == s.units
+
+
+def test_growth_adds_nothing_when_the_dictionary_is_complete(gt_tetrode):
+    recording, gt_sorting = gt_tetrode
+    result = sort(recording.frame_slice(0, 450000), None, FAST, progress=False)
+    assert result.summary.grown == []
+    assert all(u.origin == "init" for u in result.summary.units)
+    assert result.summary.seconds["grow"] < 0.35 * result.summary.seconds["total"]
