@@ -149,7 +149,10 @@ def _sort(recording, run: _Run) -> SortResult:
             model, training = _cached(checkpoints, "trained.pt",
                                       lambda: _build_and_train(pre, init, params, run.device, run.progress,
                                                                checkpoints))
-        if params.grow.grow_rounds > 0:
+        if params.grow.grow_rounds > 0 and init.method == "local":
+            logger.info("growth skipped: the initial dictionary was clustered per neighbourhood (dense probe) and "
+                        "growth clusters the residual over the whole probe, which does not scale to it yet")
+        elif params.grow.grow_rounds > 0:
             with timer.stage("grow"):
                 model, growth = _cached(checkpoints, "grown.pt",
                                         lambda: grow(model, pre.recording, params, init.n_before, progress=run.progress))
