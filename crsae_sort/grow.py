@@ -144,7 +144,7 @@ def _residual_peaks(recording, residual: list[np.ndarray], params: SortParams, n
     from spikeinterface.core import NumpyRecording
 
     res = NumpyRecording(residual, sampling_frequency=recording.get_sampling_frequency())
-    res.set_channel_locations(channel_locations_um(recording))
+    res.set_dummy_probe_from_locations(channel_locations_um(recording))  # positions only: a bare array
     return detect_and_cut(res, [(i, 0, len(r)) for i, r in enumerate(residual)], params.init.detect_threshold,
                           n_before, k - n_before)
 
