@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .docs import emit
+
 logger = logging.getLogger(__name__)
 
 ENCODERS = ("fista", "ista", "reweighted", "reweighted-candes", "learned-steps")
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     text = (f"Hardware: {hardware()}. {len(rows)} sorts in {(time.perf_counter() - t0) / 60:.1f} min. Command: "
             f"`python scripts/benchmark_ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}`.\n\n"
             + table(rows))
-    sys.stdout.write(text + "\n")
+    emit(text)
     plot(rows, Path(args.workdir) / "ablation.png")
     if not args.no_doc and not args.quick:
         plot(rows, DOC.parent / "img" / "ablation.png")

@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is crsae_sort/bench/)
-DOC = ROOT / "docs" / "benchmarks.md"
+from .docs import DOC, ROOT, commit
+
 FIX_FILE = "crsae_sort/threads.py"  # the commit that added it is the fix; its parent is "before"
 SCENARIOS = ("solo", "pair", "batch")
 
@@ -41,8 +41,9 @@ def before_commit() -> str:
 
 def export_tree(ref: str, folder: Path) -> str:
     """The package at ``ref`` in ``folder``; returns the resolved commit."""
-    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    sha = commit(ref)
+    if sha is None:
+        raise SystemExit(f"git cannot resolve {ref!r} in {ROOT}: the contention benchmark needs a git checkout")
     folder.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "crsae_sort"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)

@@ -1,11 +1,13 @@
-"""Where benchmark results go: a table between markers of ``docs/benchmarks.md``, and the
-hardware line that heads it.
+"""Where benchmark results go: a table between markers of ``docs/benchmarks.md``, the hardware line
+and commit that head it, and the one writer of a benchmark's lines to stdout (:func:`emit`).
 
 The benchmarks run from a source checkout; their outputs are the repository's ``docs/``.
 """
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (and the folder that holds crsae_sort)
@@ -39,3 +41,20 @@ def hardware() -> str:
     from ..runlog import cpu_name
 
     return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU"
+
+
+def emit(text: str, flush: bool = True) -> None:
+    """A line of a benchmark's product (its progress, its table, a child's result) on stdout."""
+    sys.stdout.write(text + "\n")
+    if flush:
+        sys.stdout.flush()
+
+
+def commit(ref: str = "HEAD") -> str | None:
+    """The short commit ``ref`` names in this source tree, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None

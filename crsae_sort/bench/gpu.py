@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from .docs import emit
+
 
 GPU_SECTION = """## On one GPU: crsae and Kilosort4 side by side
 
@@ -105,7 +107,7 @@ def run(out: Path, cases: list[str], np_duration_s: float, timeout_s: float,
         t0 = time.perf_counter()
         case = make_case(name, out, np_duration_s, tetrode_duration_s)
         recording, gt = si.load(case / "recording"), si.load(case / "gt_sorting")
-        print(f"{name}: ground truth ready in {time.perf_counter() - t0:.0f} s", flush=True)
+        emit(f"{name}: ground truth ready in {time.perf_counter() - t0:.0f} s", flush=True)
         for sorter, device in CASES[name]["runs"]:
             if sorters and sorter not in sorters:
                 continue
@@ -123,7 +125,7 @@ def run(out: Path, cases: list[str], np_duration_s: float, timeout_s: float,
                     row["x_real_time"] = row["duration_s"] / row["wall_s"]
             except subprocess.TimeoutExpired:
                 row["error"] = f"did not finish in {timeout_s:.0f} s"
-            print(_line(row), flush=True)
+            emit(_line(row), flush=True)
             rows.append(row)
     return rows
 
@@ -158,14 +160,14 @@ def main(argv: list[str] | None = None) -> None:
 
         warnings.filterwarnings("ignore")
         case, sorter, device, out = args.worker
-        print(json.dumps(worker(Path(case), sorter, device, Path(out))))
+        emit(json.dumps(worker(Path(case), sorter, device, Path(out))))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     rows = run(args.out, [c for c in args.cases.split(",") if c], args.np_duration_s, args.timeout_s,
                args.tetrode_duration_s, [s for s in args.sorters.split(",") if s])
     (args.out / "gpu.json").write_text(json.dumps(rows, indent=2, default=float))
     text = table(rows)
-    print(text)
+    emit(text)
     if not args.no_doc:
         from .docs import DOC, write_block
 

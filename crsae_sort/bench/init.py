@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is crsae_sort/bench/)
+from .docs import ROOT, emit
+
 
 SNR_FOUND = 8.0         # units at or above this SNR are the ones the init must find
 MATCH_COSINE = 0.9      # best-lag cosine similarity that counts as "found"
@@ -197,12 +198,6 @@ def run_sort(case_folder: Path, method: str, out: Path) -> dict:
                 training_steps=result.summary["training_steps"])
 
 
-def _emit(text: str, flush: bool = True) -> None:
-    """A line of the benchmark's product (its table, or the child's RESULT line) on stdout."""
-    sys.stdout.write(text + "\n")
-    if flush:
-        sys.stdout.flush()
-
 
 def _loadavg() -> float:
     try:
@@ -246,38 +241,38 @@ def main(argv=None) -> dict:
     if args.child:
         kind, folder, *rest = args.child
         res = run_init(Path(folder), rest[0], float(rest[1])) if kind == "init" else run_sort(Path(folder), rest[0], Path(rest[1]))
-        _emit("RESULT " + json.dumps(res), flush=True)
+        emit("RESULT " + json.dumps(res), flush=True)
         return res
     args.workdir.mkdir(parents=True, exist_ok=True)
-    _emit(f"Hardware: {hardware(args.threads)}. Load average at start: {_loadavg():.2f} "
+    emit(f"Hardware: {hardware(args.threads)}. Load average at start: {_loadavg():.2f} "
           f"(shared machine: the load is given per row).\n", flush=True)
     rows, sorts = [], []
-    _emit("| channels | GT units (SNR >= 8) | method | templates | units found (SNR >= 8) | init wall s | init CPU s "
+    emit("| channels | GT units (SNR >= 8) | method | templates | units found (SNR >= 8) | init wall s | init CPU s "
           "| load before/after | atom energy outside radius (median/max) |")
-    _emit("|---|---|---|---|---|---|---|---|---|", flush=True)
+    emit("|---|---|---|---|---|---|---|---|---|", flush=True)
     for n in args.channels:
         folder, *_ = load_case(args.workdir, n, args.duration_s)
         for method in args.methods:
             if method == "si-hdbscan" and not _has("hdbscan"):
                 rows.append(dict(method=method, n_channels=n, status="hdbscan not installed"))
-                _emit(f"| {n} | | {method} | not run: the hdbscan package is not installed | | | | | |", flush=True)
+                emit(f"| {n} | | {method} | not run: the hdbscan package is not installed | | | | | |", flush=True)
                 continue
             r = _child(["init", str(folder), method, str(args.duration_s)], args.threads, args.timeout_s)
             r.setdefault("method", method)
             r.setdefault("n_channels", n)
             rows.append(r)
-            _emit(_init_row(r), flush=True)
+            emit(_init_row(r), flush=True)
     if args.sort:
         folder, *_ = load_case(args.workdir, 64, args.duration_s)
-        _emit("\n| init | templates | units out | accuracy (SNR >= 5) | atoms vs trained: min/median cosine "
+        emit("\n| init | templates | units out | accuracy (SNR >= 5) | atoms vs trained: min/median cosine "
               "| lambda median [min, max] | train steps | sort wall s | load before/after |")
-        _emit("|---|---|---|---|---|---|---|---|---|", flush=True)
+        emit("|---|---|---|---|---|---|---|---|---|", flush=True)
         for method in ("global", "local"):
             r = _child(["sort", str(folder), method, str(args.workdir / f"sort_{method}")], args.threads,
                        args.timeout_s)
             r.setdefault("method", method)
             sorts.append(r)
-            _emit(_sort_row(r), flush=True)
+            emit(_sort_row(r), flush=True)
     report = dict(hardware=hardware(args.threads), init=rows, sort=sorts)
     (args.workdir / "benchmark_init.json").write_text(json.dumps(report, indent=1))
     return report

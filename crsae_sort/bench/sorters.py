@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .docs import ROOT, hardware
+from .docs import ROOT, commit, emit, hardware
 from .sorters_cases import CASES, CHANGED, FULL, QUICK, REDUNDANT, SORTERS, TINY, WELL, make_case
 from .sorters_report import DOC_JSON, DOC_PNG, case_markdown, plot, publish
 
@@ -105,16 +105,6 @@ def score(gt_folder: Path, sorting_folder: Path, snrs: dict) -> dict:
                 false_positive=cmp.count_false_positive_units(REDUNDANT), redundant=cmp.count_redundant_units(REDUNDANT))
 
 
-def commit() -> str | None:
-    """The short git commit of this source tree, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def keep_other_cases(report: dict, earlier: dict) -> dict:
     """``report`` plus what an ``earlier`` report has and it did not redo, each marked with its own run:
     whole cases, and within a case both ran (same length), the rows of sorters this run left out."""
@@ -184,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
             rec_folder, gt_folder, snrs = make_case(work, case, duration_s)
         except Exception as exc:  # e.g. MEArec missing: the case gets a line saying so
             reason = " ".join(str(exc).split())[:200] or repr(exc)
-            print(f"{case:8s} not generated: {reason}", flush=True)
+            emit(f"{case:8s} not generated: {reason}", flush=True)
             report["cases"].append(dict(case=case, duration_s=duration_s, snrs={}, results=[], error=reason))
             continue
         entry = dict(case=case, duration_s=duration_s, snrs=snrs, results=[])
@@ -193,20 +183,20 @@ def main(argv: list[str] | None = None) -> dict:
             res = run_sorter_in_child(sorter, rec_folder, out, args.threads, args.timeout_s)
             if res["status"] == "ok":
                 res.update(score(gt_folder, out.parent / (out.name + "_sorting"), snrs))
-            print(f"{case:8s} {sorter:15s} " + (f"accuracy {res['accuracy']:.3f}  {res['wall_s']:.1f} s"
+            emit(f"{case:8s} {sorter:15s} " + (f"accuracy {res['accuracy']:.3f}  {res['wall_s']:.1f} s"
                                                 if res["status"] == "ok" else f"failed: {res['reason']}"), flush=True)
             entry["results"].append(res)
         report["cases"].append(entry)
     report.update(load_after=os.getloadavg()[0], total_s=time.perf_counter() - t_start)
     (work / "benchmarks_sorters.json").write_text(json.dumps(report, indent=1))
     plot(report["cases"], work / DOC_PNG.name)
-    print("\n".join(line for case in report["cases"] for line in case_markdown(case)))
+    emit("\n".join(line for case in report["cases"] for line in case_markdown(case)))
     if not args.no_doc:
         if args.keep_others and DOC_JSON.exists():
             report = keep_other_cases(report, json.loads(DOC_JSON.read_text()))
             plot(report["cases"], work / DOC_PNG.name)
         publish(report, work)
-    print(f"results in {work}; {report['total_s']:.0f} s in all", flush=True)
+    emit(f"results in {work}; {report['total_s']:.0f} s in all", flush=True)
     return report
 
 

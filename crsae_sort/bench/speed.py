@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .docs import DOC, hardware, write_block
+from .docs import DOC, emit, hardware, write_block
 
 CHILD = r"""
 import json, resource, sys, threading, time, warnings
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             row = (f"| {duration / 60:g} min | {repeats} | {wall:.1f} | {duration / wall:.1f}x | "
                    + " | ".join(f"{stages[k]:.1f}" for k in stages) + f" | {peak:.0f} | {accuracy:.3f} |")
-        print(row, flush=True)
+        emit(row, flush=True)
         rows.append(row)
         notes.append(encoder_floor_row(runs, duration))
     header = (["| recording | peak RSS MB | peak own (RssAnon) MB | peak file-backed (RssFile) MB | "
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         "6 units (one at SNR < 1), seed 1, saved as a binary folder. Median over repeats, each sort in a "
         "fresh process; peak memory is that process's maximum resident set.", "",
         *header, *rows, "", *([] if args.memory else [f"- {n}" for n in notes])])
-    print(table)
+    emit(table)
     if not args.no_doc:
         write_block(DOC, marker, table)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .docs import DOC, write_block
+from .docs import DOC, emit, write_block
 from .sorters import _hardware, run_sorter_in_child, score
 
 #: label -> (SpikeInterface sorter name, parameters changed from its defaults)
@@ -120,14 +120,14 @@ def main(argv: list[str] | None = None) -> dict:
                 res.update(score(gt_folder, out.parent / (out.name + "_sorting"), snrs))
             res["seed"] = seed
             report["rows"][label].append(res)
-            print(f"seed {seed:3d} {label:18s} " + (f"accuracy(SNR>=5) {res['accuracy_snr5']:.3f}  {res['wall_s']:.1f} s"
+            emit(f"seed {seed:3d} {label:18s} " + (f"accuracy(SNR>=5) {res['accuracy_snr5']:.3f}  {res['wall_s']:.1f} s"
                                                    if res["status"] == "ok" else f"failed: {res['reason']}"), flush=True)
     report.update(load_after=os.getloadavg()[0], total_s=time.perf_counter() - t0,
                   summary={label: summarise(rows) for label, rows in report["rows"].items()})
     (work / "sweep.json").write_text(json.dumps(report, indent=1))
     text = markdown(report)
-    print(text)
+    emit(text)
     if not args.no_doc:
         write_block(DOC, "SWEEP", text, section=SECTION)
-    print(f"results in {work}", flush=True)
+    emit(f"results in {work}", flush=True)
     return report
