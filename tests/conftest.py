@@ -51,6 +51,21 @@ def random_dictionary(n_atoms, n_channels, k, dtype=torch.float64, seed=0):
     return d / d.flatten(1).norm(dim=1).view(-1, 1, 1)
 
 
+def matched_gt_templates(gt_sorting, recording_uv, sorting) -> list:
+    """Per ground-truth unit matched to a found unit (Hungarian match of SpikeInterface's comparison):
+    the found unit's index in ``sorting.unit_ids`` and the GT unit's mean waveform on ``recording_uv``
+    ``(samples, channels)`` in µV (``recording_uv`` filtered as the sorter sees it)."""
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+    from spikeinterface.core import create_sorting_analyzer
+
+    analyzer = create_sorting_analyzer(gt_sorting, recording_uv, sparse=False, format="memory")
+    analyzer.compute(["random_spikes", "templates"], verbose=False)
+    gt_tpl = analyzer.get_extension("templates").get_data()  # (units, samples, channels) µV
+    match = compare_sorter_to_ground_truth(gt_sorting, sorting).hungarian_match_12
+    index = {u: i for i, u in enumerate(sorting.unit_ids)}
+    return [(index[match[gu]], gt_tpl[gi]) for gi, gu in enumerate(gt_sorting.unit_ids) if match[gu] != -1]
+
+
 logging.getLogger("crsae_sort").setLevel(logging.INFO)
 
 

@@ -3,6 +3,7 @@ except a shorter training (on these planted templates the initial dictionary is 
 held-out loss does not improve in the first 20 steps; see docs/benchmarks.md)."""
 import numpy as np
 import pytest
+from conftest import matched_gt_templates
 
 SHORT_TRAINING = dict(n_windows=192, max_epochs=1)
 
@@ -26,21 +27,14 @@ def test_32_channel_probe_sorts_with_accuracy_above_095(tmp_path):
     # no unit beyond the ground truth's: every found unit matches a planted one
     assert len(result.sorting.unit_ids) <= len(gt.unit_ids)
     # the µV templates peak on the ground truth's channel, at its amplitude (band-passed as the sorter sees it)
-    from spikeinterface.comparison import compare_sorter_to_ground_truth
-    from spikeinterface.core import create_sorting_analyzer
     from spikeinterface.preprocessing import bandpass_filter, common_reference
 
     seen = common_reference(bandpass_filter(recording, freq_min=300.0, freq_max=6000.0), operator="median")
-    analyzer = create_sorting_analyzer(gt, seen, sparse=False, format="memory")
-    analyzer.compute(["random_spikes", "templates"], verbose=False)
-    gt_tpl = analyzer.get_extension("templates").get_data()  # (units, samples, channels) µV
-    match = compare_sorter_to_ground_truth(gt, result.sorting).hungarian_match_12
-    index = {u: i for i, u in enumerate(result.sorting.unit_ids)}
     checked = 0
-    for gi, gu in enumerate(gt.unit_ids):
-        if match[gu] == -1 or np.abs(gt_tpl[gi]).max() < 30:
+    for i, theirs in matched_gt_templates(gt, seen, result.sorting):
+        if np.abs(theirs).max() < 30:
             continue
-        ours, theirs = result.templates_uv[index[match[gu]]], gt_tpl[gi]
+        ours = result.templates_uv[i]
         assert np.abs(ours).max() == pytest.approx(np.abs(theirs).max(), rel=0.25)
         assert np.abs(ours).max(axis=0).argmax() == np.abs(theirs).max(axis=0).argmax()
         checked += 1

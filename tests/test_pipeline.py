@@ -8,6 +8,8 @@ import torch
 from crsae_sort import InputError, sort
 from crsae_sort.demo import score
 
+from conftest import matched_gt_templates
+
 
 def test_accuracy_on_ground_truth_tetrode(sorted_demo):
     recording, gt_sorting, result = sorted_demo
@@ -44,26 +46,15 @@ def test_output_folder_round_trips(sorted_demo):
 
 
 def test_templates_are_in_microvolts_and_match_ground_truth(sorted_demo):
-    from spikeinterface.comparison import compare_sorter_to_ground_truth
-    from spikeinterface.core import create_sorting_analyzer
-
     from spikeinterface.preprocessing import bandpass_filter
 
     recording, gt_sorting, result = sorted_demo
     tpl = np.load(result.output_folder / "templates.npy")
     assert tpl.shape[0] == len(result.sorting.unit_ids) and tpl.shape[2] == recording.get_num_channels()
     filtered = bandpass_filter(recording, freq_min=300.0, freq_max=6000.0)  # as the sorter sees it
-    analyzer = create_sorting_analyzer(gt_sorting, filtered, sparse=False, format="memory")
-    analyzer.compute(["random_spikes", "templates"], verbose=False)
-    gt_tpl = analyzer.get_extension("templates").get_data()  # (units, samples, channels) µV
-    match = compare_sorter_to_ground_truth(gt_sorting, result.sorting).hungarian_match_12
-    unit_index = {u: i for i, u in enumerate(result.sorting.unit_ids)}
     checked = 0
-    for gi, gu in enumerate(gt_sorting.unit_ids):
-        su = match[gu]
-        if su == -1:
-            continue
-        ours, theirs = tpl[unit_index[su]], gt_tpl[gi]
+    for i, theirs in matched_gt_templates(gt_sorting, filtered, result.sorting):
+        ours = tpl[i]
         peak_ours, peak_theirs = np.abs(ours).max(), np.abs(theirs).max()
         if peak_theirs < 20:  # ignore units buried in noise
             continue
