@@ -96,11 +96,8 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
 
 
 def _extent_um(recording) -> tuple[float, float]:
-    """Width (x) and depth (y) spanned by the channels, µm; (0, 0) without positions."""
-    try:
-        xy = np.asarray(recording.get_channel_locations(), dtype=float)[:, :2]
-    except Exception:  # no probe: validate.py refuses such recordings before this runs
-        return 0.0, 0.0
+    """Width (x) and depth (y) spanned by the channels, µm (validate.py has made sure there is a probe)."""
+    xy = np.asarray(recording.get_channel_locations(), dtype=float)[:, :2]
     return float(np.ptp(xy[:, 0])), float(np.ptp(xy[:, 1]))
 
 

@@ -45,8 +45,7 @@ def case_markdown(case: dict) -> list[str]:
                      f"{r['false_positive']} | {r['redundant']} | {r['wall_s']:.1f} | "
                      f"{case['duration_s'] / r['wall_s']:.2f}x |")
     for i, run in enumerate(runs):
-        lines += ["", f"[{i + 1}] " + _kept_line(dict(kept_from=json.loads(run)))[0].strip("*")
-                  .replace("Not re-run: from", "This row is from")]
+        lines += ["", f"[{i + 1}] This row is from {_run_text(json.loads(run))}."]
     for r in case["results"]:
         if r.get("stages_s"):
             order = ["preprocess", "init", "train", "inference", "export", "total"]
@@ -63,15 +62,18 @@ def case_markdown(case: dict) -> list[str]:
     return lines + [""]
 
 
-def _kept_line(case: dict) -> list[str]:
-    """For a case kept from an earlier run: which run (its command, commit, date and load)."""
-    run = case.get("kept_from")
-    if not run:
-        return []
+def _run_text(run: dict) -> str:
+    """An earlier run, in words: its command, commit, date and load."""
     commit = f"commit {run['commit']}" if run.get("commit") else "a commit not recorded (runs record it since)"
     when = f", {run['date']}" if run.get("date") else ""
-    return [f"*Not re-run: from an earlier run (`{run.get('command')}`; {commit}{when}; load average "
-            f"{_fmt(run.get('load_before'), '.2f')} before).*", ""]
+    return (f"an earlier run (`{run.get('command')}`; {commit}{when}; load average "
+            f"{_fmt(run.get('load_before'), '.2f')} before)")
+
+
+def _kept_line(case: dict) -> list[str]:
+    """For a case kept from an earlier run: which run."""
+    run = case.get("kept_from")
+    return [f"*Not re-run: from {_run_text(run)}.*", ""] if run else []
 
 
 def plot(cases: list[dict], path: Path) -> None:
