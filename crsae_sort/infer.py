@@ -4,14 +4,18 @@ Chunks ``[start, end)`` are read with a margin on each side, encoded, and a spik
 if its time falls inside ``[start, end)``: a spike near a chunk boundary is seen by both chunks
 but belongs to exactly one. Memory is set by ``chunk_duration_s``, not by recording length.
 
-Screening (for encoders that declare ``supports_screening``, FISTA and ISTA): at ``z = 0`` the
-first step is ``shrink(H^T y / L, lambda / L)``, so a code can only grow where ``(H^T y)_c`` is
-near ``lambda_c`` or next to such a place. Code samples with
-``max_c (H^T y)_c / lambda_c >= screen_fraction`` are dilated by ``2 K`` on each side, and the
-encoder runs on those segments only (batched); everything else is zero. A learned encoder whose
-first layer thresholds at ``g lambda_c`` with ``g < 1`` (:meth:`Encoder.threshold_floor`) screens
-at ``g screen_fraction``. ``screen_fraction = 0``
-encodes every sample. The chunk margin is the encoder's own (:meth:`Encoder.margin`).
+Where codes can be non-zero. At ``z = 0`` the first step is ``shrink(H^T y / L, lambda / L)``, so a
+code can only grow where ``(H^T y)_c`` is near ``lambda_c``. FISTA and ISTA (encoders that declare
+``supports_working_set``) run on a working set of code entries ``(c, n)`` starting from those with
+``(H^T y)_c[n] >= screen_fraction lambda_c``, enlarged until no entry outside it violates the
+optimality condition (:mod:`crsae_sort.model.working_set`): the same T iterations as the dense
+encoder, at the cost of two dense correlations per round instead of 2T. Other encoders that
+declare ``supports_screening`` run on the stretches of samples where
+``max_c (H^T y)_c / lambda_c >= screen_fraction``, dilated by ``2 K`` on each side (batched); a
+learned encoder whose first layer thresholds at ``g lambda_c`` with ``g < 1``
+(:meth:`Encoder.threshold_floor`) screens at ``g screen_fraction``. ``screen_fraction = 0``
+encodes every sample with the dense encoder. The chunk margin is the encoder's own
+(:meth:`Encoder.margin`).
 
 Read-out: spike candidates are the local maxima of each code train ``z_c`` (within
 ``refractory_ms``); the amplitude is the code mass within one sample of the peak, and the spike
@@ -30,6 +34,7 @@ import torch.nn.functional as F
 from .chunks import chunks
 from .errors import option
 from .model.crsae import CRsAE
+from .model.working_set import WorkingSetCounts, encode_working_set, gram_table
 from .oom import run_in_parts
 from .params import InferenceParams
 
@@ -87,12 +92,13 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     from tqdm.auto import tqdm
 
     counts = {}
+    table = gram_table(model.dense_dictionary()) if _uses_working_set(model, params.screen_fraction) else None
     for c in tqdm(bounds, desc="inference", unit="chunk", disable=not progress, leave=False):
         if c.hi - c.lo < k:
             continue
         traces = recording.get_traces(segment_index=c.segment, start_frame=c.lo, end_frame=c.hi)
         y = torch.from_numpy(np.ascontiguousarray(traces.T, dtype=np.float32)).to(device)
-        z = encode_screened(model, y, params.screen_fraction, counts)
+        z = encode_screened(model, y, params.screen_fraction, counts, table)
         pos, unit, amp = read_out(z, refractory)
         times = pos + offsets[unit] + c.lo
         keep = (times >= c.start) & (times < c.end)
@@ -101,7 +107,13 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
         kept = above_floor(found.amplitude, found.unit_index, reference, params.amplitude_fraction)
         below += np.bincount(found.unit_index[~kept], minlength=len(below))
         parts.append(found.select(kept))
-    if counts.get("total"):
+    ws = counts.get("working_set")
+    if ws is not None and ws.calls:
+        logger.info("inference: the working set held %.2f %% of the code entries (screening at %.2f lambda), "
+                    "%.1f rounds per chunk, %d of %d chunks fell back to the dense encoder",
+                    100.0 * ws.in_set / ws.entries, params.screen_fraction, ws.rounds / ws.calls,
+                    ws.dense_fallbacks, ws.calls)
+    elif counts.get("total"):
         logger.info("inference: the encoder ran on %.1f %% of the code samples (screening at %.2f lambda)",
                     100.0 * counts["encoded"] / counts["total"], params.screen_fraction)
     spikes = Spikes.concatenate(parts)
@@ -115,19 +127,33 @@ def above_floor(amplitude: np.ndarray, unit: np.ndarray, reference_amplitude: np
     return amplitude >= fraction * reference_amplitude[unit]
 
 
+def _uses_working_set(model: CRsAE, screen_fraction: float) -> bool:
+    return screen_fraction > 0 and model.encoder.supports_working_set
+
+
 @torch.no_grad()
 def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float,
-                    counts: dict | None = None) -> torch.Tensor:
-    """Codes ``(C, N - K + 1)`` of one multichannel signal ``y`` ``(M, N)``, FISTA only where needed.
+                    counts: dict | None = None, table: torch.Tensor | None = None) -> torch.Tensor:
+    """Codes ``(C, N - K + 1)`` of one multichannel signal ``y`` ``(M, N)``, the encoder only where needed.
 
-    Active code segments are packed into rows of at least ``ROW`` samples, separated by
-    ``2K - 2`` zeros (no code can then touch two segments, so the segments are solved
-    independently), and all rows are encoded as one batch. ``counts``, if given, accumulates
-    ``encoded`` and ``total`` code samples (how much the screening saved).
+    FISTA and ISTA: on a working set (:func:`~crsae_sort.model.working_set.encode_working_set`;
+    ``table``, the dictionary's :func:`~crsae_sort.model.working_set.gram_table`, is computed here
+    when not given). Other screening encoders: active code segments are packed into rows of at
+    least ``ROW`` samples, separated by ``2K - 2`` zeros (no code can then touch two segments, so
+    the segments are solved independently), and all rows are encoded as one batch. ``counts``, if
+    given, accumulates what was encoded: ``working_set`` (a
+    :class:`~crsae_sort.model.working_set.WorkingSetCounts`), or ``encoded`` and ``total`` code samples.
     """
     d, lam = model.dictionary, model.lam
     k = d.shape[-1]
     n_codes = y.shape[-1] - k + 1
+    if _uses_working_set(model, screen_fraction):
+        if table is None:
+            table = gram_table(model.dense_dictionary())
+        ws = counts.setdefault("working_set", WorkingSetCounts()) if counts is not None else None
+        enc = model.encoder
+        return encode_working_set(y, model.operator(), table, lam.detach(), model.lipschitz, enc.n_iter,
+                                  enc.positive, enc.extrapolates, screen_fraction, model.encode, counts=ws)
     if counts is not None:
         counts["total"] = counts.get("total", 0) + n_codes
     if screen_fraction <= 0 or not model.encoder.supports_screening:

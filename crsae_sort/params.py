@@ -143,8 +143,10 @@ class GrowParams:
 class InferenceParams:
     """Encoding the whole recording and reading spikes out of the codes."""
     chunk_duration_s: float = _p(10.0, "Recording processed per chunk; bounds memory.", "s", 0.05, 600.0)
-    screen_fraction: float = _p(0.6, "Encode only where max_c (H^T y)_c exceeds this fraction of lambda_c "
-                                "(plus margins); 0 encodes every sample.", "", 0.0, 1.0)
+    screen_fraction: float = _p(1.0, "FISTA and ISTA start their working set of code entries where (H^T y)_c "
+                                "reaches this fraction of lambda_c and grow it until no entry outside would "
+                                "become non-zero; other encoders run on stretches around where max_c "
+                                "(H^T y)_c / lambda_c reaches it. 0 encodes every sample densely.", "", 0.0, 1.0)
     amplitude_fraction: float = _p(0.3, "Discard code peaks below this fraction of the template's reference "
                                    "amplitude (the median amplitude of its initial cluster).", "", 0.0, 1.0)
     refractory_ms: float = _p(1.0, "Code peaks of one template closer than this are one spike.", "ms", 0.0, 20.0)

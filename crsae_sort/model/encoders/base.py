@@ -29,6 +29,11 @@ class Encoder(nn.Module):
     encoder whose thresholds can fall below ``lambda / L`` says by how much in
     :meth:`threshold_floor`, and the screen is lowered as much.
 
+    ``supports_working_set``: the iteration is a proximal-gradient step with tied weights and one
+    threshold ``lambda_c / L`` per template (FISTA, ISTA; ``extrapolates``: whether it adds momentum),
+    so it can run on a working set of code entries in Gram form
+    (:mod:`crsae_sort.model.working_set`) with the same iterates.
+
     ``n_atoms``: the number of templates C, for encoders with per-template weights (they create
     them on the first call when it is not given).
     """
@@ -36,6 +41,8 @@ class Encoder(nn.Module):
     name: ClassVar[str] = ""
     Options: ClassVar[type]
     supports_screening: ClassVar[bool] = False
+    supports_working_set: ClassVar[bool] = False
+    extrapolates: ClassVar[bool] = False
 
     def __init__(self, n_iter: int, positive: bool = True, options=None, n_atoms: int | None = None):
         super().__init__()

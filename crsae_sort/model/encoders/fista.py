@@ -83,6 +83,8 @@ class Fista(Encoder):
     name = "fista"
     Options = FistaOptions
     supports_screening = True
+    supports_working_set = True
+    extrapolates = True
 
     def forward(self, y, op, lam, lipschitz, z0=None):
         return fista(y, op, lam, lipschitz, self.n_iter, self.positive, z0)

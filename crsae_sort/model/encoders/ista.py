@@ -22,6 +22,8 @@ class Ista(Encoder):
     name = "ista"
     Options = IstaOptions
     supports_screening = True
+    supports_working_set = True
+    extrapolates = False
 
     def forward(self, y, op, lam, lipschitz, z0=None):
         op = as_operator(op)
