@@ -152,8 +152,8 @@ def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float,
             table = gram_table(model.dense_dictionary())
         ws = counts.setdefault("working_set", WorkingSetCounts()) if counts is not None else None
         enc = model.encoder
-        return encode_working_set(y, model.operator(), table, lam.detach(), model.lipschitz, enc.n_iter,
-                                  enc.positive, enc.extrapolates, screen_fraction, model.encode, counts=ws)
+        return encode_working_set(y[None], model.operator(), table, lam.detach(), model.lipschitz, enc.n_iter,
+                                  enc.positive, enc.extrapolates, screen_fraction, model.encode, counts=ws)[0]
     if counts is not None:
         counts["total"] = counts.get("total", 0) + n_codes
     if screen_fraction <= 0 or not model.encoder.supports_screening:

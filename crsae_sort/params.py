@@ -49,6 +49,10 @@ class PreprocessParams:
     decimate: bool = _p(True, "Run the model at a lower rate: the largest integer factor that keeps the low-pass "
                         "corner below 0.4 x the model rate (30 kHz -> 15 kHz at 6 kHz); spike times are "
                         "reported in the recording's own samples.")
+    cache_mb: float = _p(2048.0, "Hold the preprocessed (model-rate, float32) recording in memory when it takes at "
+                         "most this much, so that the initial clustering, training and inference read it once "
+                         "instead of filtering it again each; longer recordings are read lazily. 0 never holds it.",
+                         "MB", 0.0, 1e6)
 
 
 @dataclass(frozen=True)

@@ -87,12 +87,37 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
     if q > 1:
         # the band-pass above is the anti-alias filter: freq_max <= 0.4 x the model rate
         rec = spre.decimate(rec, decimation_factor=q, antialias=False)
+    cached = _hold_in_memory(rec, params.cache_mb)
+    if cached is not None:
+        rec = cached
     logger.info("preprocessed: band-pass %.0f-%.0f Hz, common median reference %s, motion correction %s, "
-                "whitening %s, model rate %.0f Hz (decimation %d); noise %s µV", params.freq_min_hz, freq_max,
-                use_cmr, preset or "off", mode, fs / q, q,
+                "whitening %s, model rate %.0f Hz (decimation %d), %s; noise %s µV", params.freq_min_hz, freq_max,
+                use_cmr, preset or "off", mode, fs / q, q, "held in memory" if cached is not None else "read lazily",
                 np.array2string(noise_uv, precision=1))
     return Preprocessed(recording=rec, filtered_uv=filtered_uv, to_model=to_model, noise_uv=noise_uv,
                         decimation=q, motion_preset=preset, max_displacement_um=max_displacement_um)
+
+
+def _hold_in_memory(rec, cache_mb: float):
+    """``rec`` computed once into memory when it takes at most ``cache_mb`` MB, else None.
+
+    With more than one usable CPU the chunks are computed in parallel into shared memory (when
+    ``/dev/shm`` has twice the room), otherwise in this process.
+    """
+    import shutil
+
+    from .threads import usable_cpus
+
+    n_bytes = 4 * rec.get_num_channels() * sum(rec.get_num_samples(s) for s in range(rec.get_num_segments()))
+    if cache_mb <= 0 or n_bytes > cache_mb * 2**20:
+        return None
+    n_jobs = usable_cpus()
+    try:
+        shared = n_jobs > 1 and shutil.disk_usage("/dev/shm").free > 2 * n_bytes
+    except OSError:  # no /dev/shm (not Linux)
+        shared = False
+    jobs = dict(n_jobs=n_jobs if shared else 1, chunk_duration="1s", progress_bar=False)
+    return rec.save(format="memory", sharedmem=shared, **jobs)
 
 
 def _extent_um(recording) -> tuple[float, float]:

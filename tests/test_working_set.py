@@ -8,7 +8,8 @@ from conftest import random_dictionary
 from crsae_sort.infer import encode_screened, read_out
 from crsae_sort.model.crsae import CRsAE
 from crsae_sort.model.local_operator import channel_supports
-from crsae_sort.model.working_set import (WorkingSetCounts, encode_working_set, gram_table, restricted_gram)
+from crsae_sort.model.working_set import (WorkingSetCounts, encode_working_set, gram_apply, gram_table,
+                                          restricted_gram)
 
 
 def test_gram_table_is_the_atoms_cross_correlation():
@@ -81,6 +82,7 @@ def test_working_set_codes_equal_the_dense_encoders(make):
         assert np.allclose(a, b, rtol=1e-2, atol=1e-2)
 
 
+@torch.no_grad()
 def test_a_set_that_starts_too_small_grows_until_no_entry_outside_would_move():
     """Started from entries above 3 lambda, the first round misses spikes; the optimality check adds
     them and the next round from zero gives the dense codes."""
@@ -88,13 +90,43 @@ def test_a_set_that_starts_too_small_grows_until_no_entry_outside_would_move():
     y = _spiky_problem(model, seed=1)
     dense = model.encode(y[None])[0].detach()
     counts = WorkingSetCounts()
-    z = encode_working_set(y, model.operator(), gram_table(model.dictionary.detach()), model.lam.detach(),
-                           model.lipschitz, 50, True, True, 3.0, model.encode, counts=counts)
+    z = encode_working_set(y[None], model.operator(), gram_table(model.dictionary.detach()), model.lam.detach(),
+                           model.lipschitz, 50, True, True, 3.0, model.encode, counts=counts)[0]
     assert counts.rounds >= 2 and counts.dense_fallbacks == 0
     assert float((z - dense).norm() / dense.norm()) < 5e-3
     # with a single round allowed, the chunk falls back to the dense encoder: exactly its codes
     counts = WorkingSetCounts()
-    z = encode_working_set(y, model.operator(), gram_table(model.dictionary.detach()), model.lam.detach(),
-                           model.lipschitz, 50, True, True, 3.0, model.encode, max_rounds=1, counts=counts)
+    z = encode_working_set(y[None], model.operator(), gram_table(model.dictionary.detach()), model.lam.detach(),
+                           model.lipschitz, 50, True, True, 3.0, model.encode, max_rounds=1, counts=counts)[0]
     assert counts.dense_fallbacks == 1
     assert torch.equal(z, dense)
+
+
+@pytest.mark.parametrize("make", [lambda: _dense_model(), _local_model], ids=["dense-atoms", "local-atoms"])
+def test_training_gradients_through_the_working_set_equal_the_dense_ones(make):
+    """The M-step's ``1/2 ||y - H z_T||^2`` backpropagated through the unrolled encoder: the same
+    dictionary and lambda gradients whether the encoder ran dense or on the working set."""
+    grads = []
+    for screen in (0.0, 1.0):
+        model = make()
+        model.working_set_screen = screen
+        y = torch.stack([_spiky_problem(model, n_codes=400, seed=s) for s in range(3)])
+        z = model.encode(y, track_lambda_grad=True)
+        loss = 0.5 * (y - model.decode(z)).pow(2).mean()
+        loss.backward()
+        grads.append((model.dictionary.grad.clone(), model.log_lambda.grad.clone(), z.detach()))
+    (gd_dense, gl_dense, z_dense), (gd_ws, gl_ws, z_ws) = grads
+    assert float((z_ws - z_dense).norm() / z_dense.norm()) < 1e-4
+    assert float((gd_ws - gd_dense).norm() / gd_dense.norm()) < 1e-4
+    assert float((gl_ws - gl_dense).norm() / gl_dense.norm()) < 1e-4
+
+
+def test_gram_apply_of_sparse_codes_is_HtH():
+    model = _dense_model()
+    g = torch.Generator().manual_seed(7)
+    z = torch.relu(torch.randn(2, 4, 300, generator=g) - 2.0)   # ~2 % non-zero
+    op = model.operator()
+    with torch.no_grad():
+        expected = op.H_adjoint(op.H(z))
+        got = gram_apply(z, gram_table(model.dictionary), max_elements=500)  # several groups of non-zeros
+    assert torch.allclose(got, expected, atol=1e-5)

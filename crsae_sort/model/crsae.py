@@ -20,6 +20,7 @@ from .encoders import make_encoder
 from .encoders.base import Encoder
 from .local_operator import LocalConvOperator, lipschitz_bound_local, local_layout, to_dense, to_local
 from .operator import ConvOperator, lipschitz_bound, lipschitz_constant
+from .working_set import encode_working_set, gram_table
 
 #: version of the state a CRsAE saves (``model.pt``, checkpoints); older files are refused
 STATE_FORMAT = 2
@@ -43,6 +44,11 @@ class CRsAE(nn.Module):
     gives the ``(C, M, K)`` templates.
 
     ``origin``: per atom, one of :data:`ORIGINS` (``init`` by default), saved with the state.
+
+    ``working_set_screen``: when > 0 and the encoder supports it (FISTA, ISTA), :meth:`encode` runs
+    the encoder on a working set of code entries started at this fraction of lambda
+    (:mod:`.working_set`): the same codes and gradients at a fraction of the cost when codes are
+    sparse. 0 (the default, and what is saved) runs the dense encoder. Training on the CPU sets it.
     """
 
     def __init__(self, dictionary: torch.Tensor, lam: torch.Tensor, n_iter: int, positive: bool = True,
@@ -70,6 +76,7 @@ class CRsAE(nn.Module):
             encoder = make_encoder(encoder, n_iter, positive, encoder_options, n_atoms=len(dictionary))
         self.encoder = encoder
         self.lipschitz = 0.0
+        self.working_set_screen = 0.0
         self.normalize_()
 
     @property
@@ -108,7 +115,19 @@ class CRsAE(nn.Module):
     def encode(self, y: torch.Tensor, track_lambda_grad: bool = False, z0: torch.Tensor | None = None) -> torch.Tensor:
         """Codes ``z_T`` ``(batch, C, N - K + 1)`` of windows ``y`` ``(batch, M, N)``."""
         lam = self.lam if track_lambda_grad else self.lam.detach()
-        return self.encoder(y, self.operator(), lam, self.lipschitz, z0)
+        op = self.operator()
+        if z0 is None and self.working_set_screen > 0 and self.encoder.supports_working_set:
+            enc = self.encoder
+            return encode_working_set(y, op, gram_table(self._templates()), lam, self.lipschitz, enc.n_iter,
+                                      enc.positive, enc.extrapolates, self.working_set_screen,
+                                      lambda y_: enc(y_, op, lam, self.lipschitz))
+        return self.encoder(y, op, lam, self.lipschitz, z0)
+
+    def _templates(self) -> torch.Tensor:
+        """The dense templates ``(C, M, K)``, in the graph of the dictionary parameter."""
+        if self.is_local:
+            return to_dense(self.dictionary, self.support, self.mask, self.n_channels)
+        return self.dictionary
 
     @property
     def is_local(self) -> bool:
