@@ -102,8 +102,10 @@ def _hold_in_memory(rec, cache_mb: float):
     """``rec`` computed once into memory when it takes at most ``cache_mb`` MB, else None.
 
     With more than one usable CPU the chunks are computed in parallel into shared memory (when
-    ``/dev/shm`` has twice the room), otherwise in this process.
+    ``/dev/shm`` has twice the room and this process may start others: a daemonic one, a dask
+    worker say, may not), otherwise in this process.
     """
+    import multiprocessing
     import shutil
 
     from .threads import usable_cpus
@@ -111,7 +113,7 @@ def _hold_in_memory(rec, cache_mb: float):
     n_bytes = 4 * rec.get_num_channels() * sum(rec.get_num_samples(s) for s in range(rec.get_num_segments()))
     if cache_mb <= 0 or n_bytes > cache_mb * 2**20:
         return None
-    n_jobs = usable_cpus()
+    n_jobs = usable_cpus() if not multiprocessing.current_process().daemon else 1
     try:
         shared = n_jobs > 1 and shutil.disk_usage("/dev/shm").free > 2 * n_bytes
     except OSError:  # no /dev/shm (not Linux)
