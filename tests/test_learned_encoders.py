@@ -1,7 +1,6 @@
 """The learned and reweighted encoders on small problems with known answers."""
 import math
 
-import numpy as np
 import pytest
 import torch
 

@@ -132,7 +132,7 @@ def test_channel_groups_are_sorted_apart_and_aggregated(tmp_path):
     recording = recording.select_channels(recording.channel_ids)
     recording.set_probegroup(group, in_place=True)
     assert len(np.unique(recording.get_channel_groups())) == 2
-    result = sort(recording, tmp_path / "out", {"max_epochs": 0}, progress=False)
+    sort(recording, tmp_path / "out", {"max_epochs": 0}, progress=False)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert set(summary["groups"]) == {"0", "1"}
     assert (tmp_path / "out" / "group_0" / "model.pt").exists() and (tmp_path / "out" / "group_1" / "model.pt").exists()

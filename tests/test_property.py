@@ -1,6 +1,5 @@
 """Property-based: over parameters and recording shapes, a sort either works or says why (InputError)."""
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 

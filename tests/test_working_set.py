@@ -130,3 +130,17 @@ def test_gram_apply_of_sparse_codes_is_HtH():
         expected = op.H_adjoint(op.H(z))
         got = gram_apply(z, gram_table(model.dictionary), max_elements=500)  # several groups of non-zeros
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_working_set_on_the_device(device):
+    """``encode_working_set`` itself on each device (the inference uses it on the CPU; this is the check
+    a GPU session runs before turning it on there)."""
+    model = _dense_model().to(device)
+    y = _spiky_problem(model.cpu(), seed=2).to(device)
+    model = model.to(device)
+    with torch.no_grad():
+        dense = model.encode(y[None])
+        z = encode_working_set(y[None], model.operator(), gram_table(model.dictionary), model.lam, model.lipschitz,
+                               50, True, True, 1.0, model.encode)
+    assert z.device.type == device.type
+    assert float((z - dense).norm() / dense.norm()) < 1e-3
