@@ -104,18 +104,18 @@ def gram_apply(z: torch.Tensor, table: torch.Tensor, max_elements: int = 1 << 24
     n_lags = table.shape[-1]
     k = (n_lags + 1) // 2
     width = n_codes + 2 * (k - 1)
-    out = z.new_zeros(n_batch * n_atoms * width)
+    out = z.new_zeros(n_batch * width, n_atoms)           # time-major: each non-zero adds one (2K - 1, C) block
     b_idx, c_idx, u_idx = torch.nonzero(z, as_tuple=True)
-    flipped = table.flip(-1)                              # [..., i]: lag d = K - 1 - i, lands at n = u - K + 1 + i
-    rows = (torch.arange(n_atoms, device=z.device) * width).view(1, -1, 1)
-    lags = torch.arange(n_lags, device=z.device).view(1, 1, -1)
+    # blocks[c', i, c] = G[c, c', K - 1 - i]: lag d = K - 1 - i lands at n = u - (K - 1) + i
+    blocks = table.flip(-1).permute(1, 2, 0).contiguous()
+    lags = torch.arange(n_lags, device=z.device).view(1, -1)
     step = max(1, max_elements // (n_atoms * n_lags))
     for lo in range(0, len(u_idx), step):
         b, c, u = b_idx[lo: lo + step], c_idx[lo: lo + step], u_idx[lo: lo + step]
-        values = flipped[:, c, :].transpose(0, 1) * z[b, c, u].view(-1, 1, 1)          # (nz, C, 2K - 1)
-        index = (b * n_atoms * width + u).view(-1, 1, 1) + rows + lags             # padded by K - 1 on the left
-        out.index_add_(0, index.reshape(-1), values.reshape(-1))
-    return out.view(n_batch, n_atoms, width)[:, :, k - 1: k - 1 + n_codes]
+        values = blocks[c] * z[b, c, u].view(-1, 1, 1)                          # (nz, 2K - 1, C)
+        rows = (b * width + u).view(-1, 1) + lags                               # padded by K - 1 on the left
+        out.index_add_(0, rows.reshape(-1), values.reshape(-1, n_atoms))
+    return out.view(n_batch, width, n_atoms)[:, k - 1: k - 1 + n_codes].transpose(1, 2)
 
 
 def restricted_iterations(b: torch.Tensor, gram, bias: torch.Tensor, step, n_iter: int,
