@@ -103,6 +103,8 @@ def test_out_of_memory_in_inference_splits_the_batch(monkeypatch, caplog):
     times = list(range(300, 59000, 700))
     recording, model = planted_recording(times, amplitude=15.0)
     params = infer.InferenceParams(chunk_duration_s=4.0)
+    # the batched rows of screened stretches: the path a GPU takes (the CPU uses working sets)
+    monkeypatch.setattr(infer, "_uses_working_set", lambda model, screen: False)
     expected = infer.detect_spikes(model, recording, params)
     monkeypatch.setattr(infer, "ROW", 256)  # many rows per chunk
     dense_rows = infer.detect_spikes(model, recording, params)

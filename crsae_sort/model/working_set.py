@@ -74,7 +74,8 @@ def restricted_gram(atom: torch.Tensor, time: torch.Tensor, table: torch.Tensor,
     cols = torch.arange(int(crow[-1]), device=time.device) - torch.repeat_interleave(crow[:-1] - lo, counts)
     n_lags = table.shape[-1]
     row_part = torch.repeat_interleave(atom * (table.shape[1] * n_lags) - time + k - 1, counts)
-    values = table.reshape(-1)[row_part + (atom * n_lags + time)[cols]]
+    # index_select, not [...]: its backward sums repeated indices in a fixed order (deterministic on CPU)
+    values = table.reshape(-1).index_select(0, row_part + (atom * n_lags + time)[cols])
     if not sparse:
         return torch.repeat_interleave(torch.arange(n, device=time.device), counts), cols, values
     with warnings.catch_warnings():  # torch calls its CSR support "beta"; matrix-vector products are all we use
@@ -87,7 +88,7 @@ def gram_product(gram, s: torch.Tensor) -> torch.Tensor:
     """``Q_AA s`` for a CSR ``gram`` or for triplets ``(rows, cols, values)`` (differentiable)."""
     if isinstance(gram, tuple):
         rows, cols, values = gram
-        return s.new_zeros(s.shape).index_add(0, rows, values * s[cols])
+        return s.new_zeros(s.shape).index_add(0, rows, values * s.index_select(0, cols))
     return gram @ s
 
 
@@ -207,6 +208,6 @@ def _solve_on_set(in_set, corr, table, lam, lipschitz, n_iter, positive, use_mom
     axis = batch_idx * (n_codes + k) + time_idx          # one time axis, windows K apart: no pair across
     gram = restricted_gram(atom_idx, axis, table, sparse=sparse)
     step = 1.0 / lipschitz
-    x = restricted_iterations(corr[batch_idx, atom_idx, time_idx], gram, lam[atom_idx] * step, step, n_iter,
-                              positive, use_momentum)
+    b = corr.reshape(-1).index_select(0, (batch_idx * n_atoms + atom_idx) * n_codes + time_idx)
+    x = restricted_iterations(b, gram, lam.index_select(0, atom_idx) * step, step, n_iter, positive, use_momentum)
     return z.index_put((batch_idx, atom_idx, time_idx), x)
