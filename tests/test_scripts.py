@@ -34,3 +34,15 @@ def test_benchmark_modules_import_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_speed_benchmark_child_sorts_and_reports(tmp_path, monkeypatch):
+    """The speed benchmark's fresh-process sort (its CHILD) on a 5-s tetrode: it once read the sort's
+    summary as a dict after it became a dataclass, and nothing ran it until a benchmark did."""
+    from crsae_sort.bench.speed import make_recording, run_once
+
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    rec, gt = make_recording(tmp_path, 5.0)
+    row = run_once(rec, gt, tmp_path / "out")
+    assert set(row["stages"]) >= {"preprocess", "init", "train", "inference", "export", "total"}
+    assert row["accuracy"] > 0.8 and row["peak_mb"] > 0 and row["n_channels"] == 4 and row["decimation"] == 2

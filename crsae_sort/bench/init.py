@@ -187,15 +187,15 @@ def run_sort(case_folder: Path, method: str, out: Path) -> dict:
     trained = result.model.dictionary.detach().cpu().numpy()
     both = np.concatenate([init, trained]).transpose(0, 2, 1).astype(np.float64)
     drift = np.diag(template_similarity(both)[: len(init), len(init):])       # each atom vs its trained self
-    lam = np.array([row["lambda_"] for row in result.summary["units"]])
+    lam = np.array([row["lambda_"] for row in result.summary.to_dict()["units"]])
     return dict(method=method, accuracy_snr5=float(np.mean(acc)), n_gt_snr5=len(acc),
                 accuracy_per_unit={str(u): float(perf.loc[u, "accuracy"]) for u in gt.unit_ids},
-                n_atoms=int(len(init)), n_units=len(result.summary["units"]), wall_s=wall,
-                stages=result.summary["seconds"], load=[load0, _loadavg()],
+                n_atoms=int(len(init)), n_units=len(result.summary.units), wall_s=wall,
+                stages=result.summary.seconds, load=[load0, _loadavg()],
                 drift_cosine_min=float(drift.min()), drift_cosine_median=float(np.median(drift)),
                 lambda_median=float(np.median(lam)) if len(lam) else None,
                 lambda_range=[float(lam.min()), float(lam.max())] if len(lam) else None,
-                training_steps=result.summary["training_steps"])
+                training_steps=result.summary.training_steps)
 
 
 
