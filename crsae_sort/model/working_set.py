@@ -24,8 +24,9 @@ entry outside ``A`` would cross the threshold, the restricted iterates *are* the
    non-zero is in ``A`` for ``screen <= 1``),
 2. runs the T unrolled iterations on ``A`` from zero (:func:`restricted_iterations`),
 3. checks the optimality condition outside ``A`` with the gradient ``g = b - Q z`` on every entry,
-   ``Q z`` added up from the few non-zeros of ``z`` (:func:`gram_apply`): entries with ``g[c, n] > lambda_c`` (``|g| > lambda_c`` two-sided) would
-   have become non-zero; they join ``A`` and step 2 runs again from zero,
+   ``Q z`` added up from the few non-zeros of ``z`` (:func:`gram_apply`): entries with
+   ``g[c, n] > lambda_c`` (``|g| > lambda_c`` two-sided) would have become non-zero; they join ``A``
+   and step 2 runs again from zero,
 
 and after ``max_rounds`` falls back to the dense encoder (the caller's), so the codes always
 equal those of the dense unrolled encoder, up to entries that were non-zero for a few iterations
