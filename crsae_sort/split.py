@@ -1,11 +1,12 @@
-"""Splitting an atom that codes two units: its spikes' snippets fall into distinct shapes.
+"""Splitting an atom that codes two units: its spikes' snippets fall into distinct shapes or amplitudes.
 
 When the initial clustering merged two units (or missed one whose spikes an atom of a roughly
 similar shape then codes), one atom explains both: its code train is the union of two units' trains
 and the residual keeps only the difference of their shapes. The evidence is in the data at the
 atom's own spikes. For each atom ``c``, the snippets ``y[:, p : p + K]`` ``(M, K)`` at its code
 positions ``p`` (the read-out's spikes on the growth slices) are clustered as the initial dictionary
-clusters peaks (PCA, HDBSCAN: :func:`~crsae_sort.init_dictionary.cluster_snippets`). Clusters of at
+clusters peaks (PCA, HDBSCAN: :func:`~crsae_sort.init_dictionary.cluster_snippets`); when that finds
+one shape, by the modes of their amplitude along the atom (:func:`amplitude_modes`). Clusters of at
 least ``grow_min_spikes`` snippets, with a median whose peak reaches ``detect_threshold`` and at
 most ``grow_max_isi_violations`` of refractory violations, are merged back by the initial
 dictionary's own rule (same shape *and* amplitude: :func:`~crsae_sort.init_dictionary.merge_similar`);
@@ -47,12 +48,16 @@ def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tupl
         snippets = np.stack([traces[s][:, p: p + k].T for s, p in where])              # (n, K, M)
         labels = cluster_snippets(snippets, params.init, params.run.seed)
         groups = _merged_groups(snippets, [labels == u for u in np.unique(labels) if u >= 0], params)
+        if len(groups) < 2:  # one shape: units of the same shape can still differ in amplitude (kept apart
+            groups = amplitude_modes(snippets, existing[c].T, params.run.seed)  # only if their trains are independent)
         children = [m for m in groups if m.sum() >= g.grow_min_spikes
                     and np.abs(np.median(snippets[m], axis=0)).max() >= params.init.detect_threshold
                     and isi_violations(where[m], fs) <= g.grow_max_isi_violations]
         children.sort(key=lambda m: -m.sum())
         # two units' trains are independent, so together they break the refractory period; halves of one do not
-        children = children[:1] + [m for m in children[1:] if _independent(where[children[0]], where[m], fs, seconds)]
+        read_out_ms = params.inference.refractory_ms
+        children = children[:1] + [m for m in children[1:]
+                                   if _independent(where[children[0]], where[m], fs, seconds, read_out_ms)]
         medians = np.stack([np.median(snippets[m], axis=0) for m in children]) if children else snippets[:0]
         kept = _not_duplicates(medians, existing, c, params)
         if len(children) < 2 or kept[:1] != [0] or len(kept) < 2:
@@ -73,6 +78,29 @@ def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tupl
                               f"ISI violations {100 * ev.isi_violations:.1f} %" for ev, _ in result))
         out[c] = result
     return out
+
+
+def amplitude_modes(snippets: np.ndarray, atom: np.ndarray, seed: int, max_modes: int = 4) -> list[np.ndarray]:
+    """Groups (boolean masks) of ``snippets`` ``(n, K, M)`` by their amplitude along ``atom`` ``(K, M)``.
+
+    The amplitude of snippet ``i`` is its projection ``a_i = <y_i, h> / ||h||`` on the atom (its code,
+    up to the encoder's shrinkage). A Gaussian mixture of 1 to ``max_modes`` components is fitted to
+    ``a`` and the count with the lowest BIC is kept; each component (hard assignment) is a group.
+    One group when one Gaussian explains the amplitudes best. Units of one shape at different
+    distances from the probe differ only in amplitude, which the snippets' principal components
+    (dominated by noise for weak units) may not separate. Modes are kept apart only when their trains
+    are independent (:func:`_independent`): parts of one unit's amplitude spread share its refractory
+    period, two units do not.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    a = np.einsum("nkm,km->n", snippets.astype(np.float64), atom / max(float(np.linalg.norm(atom)), 1e-12))
+    if len(a) < 2 * max_modes:
+        return [np.ones(len(a), dtype=bool)]
+    fits = [GaussianMixture(n, random_state=seed).fit(a[:, None]) for n in range(1, max_modes + 1)]
+    best = fits[int(np.argmin([f.bic(a[:, None]) for f in fits]))]
+    labels = best.predict(a[:, None])
+    return [labels == u for u in np.unique(labels)]
 
 
 def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortParams) -> list[np.ndarray]:
@@ -96,18 +124,23 @@ def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortP
     return groups
 
 
-def _independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float) -> bool:
+def _independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, read_out_ms: float = 0.0) -> bool:
     """Whether trains ``a`` and ``b`` ``(n, 2)`` (slice, sample) break each other's refractory period as two
-    independent units would: at least ``MIN_CROSS_FRACTION`` of the ``n_a n_b 2 tau / T`` pairs closer than
-    ``tau = REFRACTORY_MS`` expected by chance, and at least 2 (halves of one unit have none)."""
-    tau = REFRACTORY_MS * fs / 1000
+    independent units would: at least ``MIN_CROSS_FRACTION`` of the ``n_a n_b 2 (tau - r) / T`` pairs
+    between ``r`` and ``tau = REFRACTORY_MS`` apart expected by chance, and at least 2 (halves of one unit
+    have none). ``r = read_out_ms``: both trains come from one atom's read-out, which keeps one code peak
+    within ``refractory_ms``, so pairs closer than that cannot be seen and are not counted."""
+    tau, r = REFRACTORY_MS * fs / 1000, read_out_ms * fs / 1000
+    if r >= tau:
+        return False
     close = 0
     for s in np.intersect1d(a[:, 0], b[:, 0]):
         x, y = np.sort(a[a[:, 0] == s, 1]), np.sort(b[b[:, 0] == s, 1])
         i = np.searchsorted(x, y)
         left, right = x[np.clip(i - 1, 0, len(x) - 1)], x[np.clip(i, 0, len(x) - 1)]
-        close += int(np.sum(np.minimum(np.abs(y - left), np.abs(y - right)) < tau))
-    expected = len(a) * len(b) * 2 * tau / (seconds * fs)
+        gap = np.minimum(np.abs(y - left), np.abs(y - right))
+        close += int(np.sum((gap < tau) & (gap >= r)))
+    expected = len(a) * len(b) * 2 * (tau - r) / (seconds * fs)
     return close >= max(2.0, MIN_CROSS_FRACTION * expected)
 
 

@@ -147,3 +147,52 @@ def test_growth_adds_nothing_when_the_dictionary_is_complete(gt_tetrode, caplog)
     # a round that adds nothing ends growth: one round ran, not grow_rounds (its cost is the benchmark's business)
     rounds = [r.getMessage() for r in caplog.records if r.getMessage().startswith("growth round")]
     assert len(rounds) == 1, rounds
+
+
+def _refractory_train(rng, n, length, refractory):
+    """Spike samples of one unit: Poisson-like, no two closer than ``refractory`` samples."""
+    t = np.sort(rng.choice(length, size=3 * n, replace=False))
+    keep = [t[0]]
+    for x in t[1:]:
+        if x - keep[-1] >= refractory:
+            keep.append(x)
+    return np.array(keep[:n])
+
+
+def test_amplitude_modes_separate_units_of_one_shape_and_keep_one_unit_whole():
+    from crsae_sort.split import amplitude_modes
+
+    rng = np.random.default_rng(0)
+    k, m = 30, 4
+    shape = rng.standard_normal((k, m))
+    shape /= np.linalg.norm(shape)
+    amps = np.concatenate([np.full(300, 7.0), np.full(300, 14.5), np.full(300, 19.5)])
+    snippets = amps[:, None, None] * shape + rng.standard_normal((900, k, m))
+    groups = amplitude_modes(snippets, shape, seed=0)
+    assert len(groups) == 3 and all(abs(int(g.sum()) - 300) <= 10 for g in groups)  # a few noise tails cross
+    one_unit = (12.0 + 1.5 * rng.standard_normal(900))[:, None, None] * shape + rng.standard_normal((900, k, m))
+    assert len(amplitude_modes(one_unit, shape, seed=0)) == 1
+
+
+def test_independence_counts_only_the_pairs_one_atoms_read_out_can_show():
+    """Two units coded by one atom: the read-out keeps one peak per ``refractory_ms``, so their trains have
+    no pairs closer than that; between it and 1.5 ms they still cross as independent trains do. Two
+    halves of one unit (refractory 4 ms) never do."""
+    from crsae_sort.split import _independent
+
+    fs, seconds = 15000.0, 20.0
+    length, r = int(fs * seconds), int(0.001 * fs)
+    rng = np.random.default_rng(1)
+    a, b = _refractory_train(rng, 400, length, 60), _refractory_train(rng, 400, length, 60)
+    both = np.sort(np.concatenate([a, b]))
+    read = [both[0]]
+    for x in both[1:]:  # what one atom's read-out shows: one peak within r samples
+        if x - read[-1] >= r:
+            read.append(x)
+    read = np.array(read)
+    a_seen, b_seen = read[np.isin(read, a)], read[np.isin(read, b)]
+    pair = lambda x: np.stack([np.zeros(len(x), np.int64), x], axis=1)  # noqa: E731
+    assert _independent(pair(a_seen), pair(b_seen), fs, seconds, read_out_ms=1.0)
+    unit = _refractory_train(rng, 800, length, 60)
+    halves = rng.random(len(unit)) < 0.5
+    assert not _independent(pair(unit[halves]), pair(unit[~halves]), fs, seconds, read_out_ms=1.0)
