@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .chunks import chunks
 from .errors import option
 from .model.crsae import CRsAE
-from .model.working_set import WorkingSetCounts, encode_working_set, gram_table
+from .model.working_set import WorkingSetCounts, gram_table
 from .oom import run_in_parts
 from .params import InferenceParams
 
@@ -92,7 +92,7 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     from tqdm.auto import tqdm
 
     counts = {}
-    table = gram_table(model.dense_dictionary()) if _uses_working_set(model, params.screen_fraction) else None
+    table = gram_table(model.dense_dictionary()) if model.uses_working_set(params.screen_fraction) else None
     for c in tqdm(bounds, desc="inference", unit="chunk", disable=not progress, leave=False):
         if c.hi - c.lo < k:
             continue
@@ -127,35 +127,24 @@ def above_floor(amplitude: np.ndarray, unit: np.ndarray, reference_amplitude: np
     return amplitude >= fraction * reference_amplitude[unit]
 
 
-def _uses_working_set(model: CRsAE, screen_fraction: float) -> bool:
-    """FISTA and ISTA on the CPU. On a GPU the dense encoder's convolutions are fast and the working
-    set, untested there so far, is not used (the tests' ``gpu`` copies check it where one exists)."""
-    return screen_fraction > 0 and model.encoder.supports_working_set and model.dictionary.device.type == "cpu"
-
-
 @torch.no_grad()
 def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float,
                     counts: dict | None = None, table: torch.Tensor | None = None) -> torch.Tensor:
     """Codes ``(C, N - K + 1)`` of one multichannel signal ``y`` ``(M, N)``, the encoder only where needed.
 
-    FISTA and ISTA: on a working set (:func:`~crsae_sort.model.working_set.encode_working_set`;
-    ``table``, the dictionary's :func:`~crsae_sort.model.working_set.gram_table`, is computed here
-    when not given). Other screening encoders: active code segments are packed into rows of at
+    FISTA and ISTA on the CPU: on a working set (:meth:`CRsAE.encode_on_working_set`; ``table``, the
+    dictionary's :func:`~crsae_sort.model.working_set.gram_table`, is computed there when not given). Other screening encoders: active code segments are packed into rows of at
     least ``ROW`` samples, separated by ``2K - 2`` zeros (no code can then touch two segments, so
     the segments are solved independently), and all rows are encoded as one batch. ``counts``, if
     given, accumulates what was encoded: ``working_set`` (a
     :class:`~crsae_sort.model.working_set.WorkingSetCounts`), or ``encoded`` and ``total`` code samples.
     """
+    if model.uses_working_set(screen_fraction):
+        ws = counts.setdefault("working_set", WorkingSetCounts()) if counts is not None else None
+        return model.encode_on_working_set(y[None], screen_fraction, table, ws)[0]
     d, lam = model.dictionary, model.lam
     k = d.shape[-1]
     n_codes = y.shape[-1] - k + 1
-    if _uses_working_set(model, screen_fraction):
-        if table is None:
-            table = gram_table(model.dense_dictionary())
-        ws = counts.setdefault("working_set", WorkingSetCounts()) if counts is not None else None
-        enc = model.encoder
-        return encode_working_set(y[None], model.operator(), table, lam.detach(), model.lipschitz, enc.n_iter,
-                                  enc.positive, enc.extrapolates, screen_fraction, model.encode, counts=ws)[0]
     if counts is not None:
         counts["total"] = counts.get("total", 0) + n_codes
     if screen_fraction <= 0 or not model.encoder.supports_screening:

@@ -225,7 +225,7 @@ def _build_and_train(pre, init, params: SortParams, device: torch.device, progre
     fs = pre.recording.get_sampling_frequency()
     n_window = window_samples(params, fs, init.dictionary.shape[-1])
     model = initial_model(init, params, n_window, device, channel_locations_um(pre.recording))
-    if device.type == "cpu" and model.encoder.supports_working_set and params.inference.screen_fraction > 0:
+    if model.uses_working_set(params.inference.screen_fraction):
         # sparse codes make the working set far cheaper than dense iterations on a CPU; a GPU runs dense
         model.working_set_screen = params.inference.screen_fraction
         logger.info("encoder on working sets of code entries (CPU; started at %.2f lambda)", model.working_set_screen)

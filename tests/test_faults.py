@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from crsae_sort.model.crsae import CRsAE
 from crsae_sort.model.encoders.fista import Fista
 
 from crsae_sort import InputError, sort
@@ -104,7 +105,7 @@ def test_out_of_memory_in_inference_splits_the_batch(monkeypatch, caplog):
     recording, model = planted_recording(times, amplitude=15.0)
     params = infer.InferenceParams(chunk_duration_s=4.0)
     # the batched rows of screened stretches: the path a GPU takes (the CPU uses working sets)
-    monkeypatch.setattr(infer, "_uses_working_set", lambda model, screen: False)
+    monkeypatch.setattr(CRsAE, "uses_working_set", lambda self, screen: False)
     expected = infer.detect_spikes(model, recording, params)
     monkeypatch.setattr(infer, "ROW", 256)  # many rows per chunk
     dense_rows = infer.detect_spikes(model, recording, params)

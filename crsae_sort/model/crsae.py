@@ -114,14 +114,30 @@ class CRsAE(nn.Module):
 
     def encode(self, y: torch.Tensor, track_lambda_grad: bool = False, z0: torch.Tensor | None = None) -> torch.Tensor:
         """Codes ``z_T`` ``(batch, C, N - K + 1)`` of windows ``y`` ``(batch, M, N)``."""
-        lam = self.lam if track_lambda_grad else self.lam.detach()
-        op = self.operator()
         if z0 is None and self.working_set_screen > 0 and self.encoder.supports_working_set:
-            enc = self.encoder
-            return encode_working_set(y, op, gram_table(self._templates()), lam, self.lipschitz, enc.n_iter,
-                                      enc.positive, enc.extrapolates, self.working_set_screen,
-                                      lambda y_: enc(y_, op, lam, self.lipschitz))
-        return self.encoder(y, op, lam, self.lipschitz, z0)
+            return self.encode_on_working_set(y, self.working_set_screen, track_lambda_grad=track_lambda_grad)
+        lam = self.lam if track_lambda_grad else self.lam.detach()
+        return self.encoder(y, self.operator(), lam, self.lipschitz, z0)
+
+    def uses_working_set(self, screen: float) -> bool:
+        """Whether to encode on working sets started at ``screen`` lambda: FISTA and ISTA, on the CPU.
+        On a GPU the dense encoder's convolutions are fast and the working set, untested there so far,
+        is not used (the tests' ``gpu`` copies check it where one exists)."""
+        return screen > 0 and self.encoder.supports_working_set and self.dictionary.device.type == "cpu"
+
+    def encode_on_working_set(self, y: torch.Tensor, screen: float, table: torch.Tensor | None = None,
+                              counts=None, track_lambda_grad: bool = False) -> torch.Tensor:
+        """Codes ``(batch, C, N - K + 1)`` of ``y`` ``(batch, M, N)`` by the encoder run on working sets
+        (:func:`~.working_set.encode_working_set`), the dense encoder when the set does not settle.
+
+        table: the :func:`~.working_set.gram_table` of the templates, computed here (in the graph of
+        the dictionary) when not given; counts: a :class:`~.working_set.WorkingSetCounts` to add to.
+        """
+        lam = self.lam if track_lambda_grad else self.lam.detach()
+        op, enc = self.operator(), self.encoder
+        table = gram_table(self._templates()) if table is None else table
+        return encode_working_set(y, op, table, lam, self.lipschitz, enc.n_iter, enc.positive, enc.extrapolates,
+                                  screen, lambda y_: enc(y_, op, lam, self.lipschitz), counts=counts)
 
     def _templates(self) -> torch.Tensor:
         """The dense templates ``(C, M, K)``, in the graph of the dictionary parameter."""
@@ -149,8 +165,7 @@ class CRsAE(nn.Module):
 
     def dense_dictionary(self) -> torch.Tensor:
         """The templates ``(C, M, K)`` (zero off each atom's support when local), detached."""
-        d = self.dictionary.detach()
-        return to_dense(d, self.support, self.mask, self.n_channels) if self.is_local else d
+        return self._templates().detach()
 
     @torch.no_grad()
     def replace_atom(self, index: int, atom: torch.Tensor, reference_amplitude: float, origin: str) -> None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .encoders.fista import momentum
+from .encoders.layers import accelerated
 from .prox import shrink
 
 
@@ -126,21 +126,14 @@ def restricted_iterations(b: torch.Tensor, gram, bias: torch.Tensor, step, n_ite
 
         x_t = shrink(s_t + step (b - Q s_t), bias)       (FISTA's or ISTA's step in Gram form)
 
-    with FISTA's extrapolation ``s_t+1 = x_t + ((tau_t - 1) / tau_t+1)(x_t - x_t-1)`` when
-    ``use_momentum`` (:func:`~crsae_sort.model.encoders.fista.momentum`), ``s_t+1 = x_t`` otherwise.
+    with FISTA's extrapolation when ``use_momentum``, ``s_t+1 = x_t`` otherwise (the loop is
+    :func:`~crsae_sort.model.encoders.layers.accelerated`).
     b: ``H^T y`` on the set; gram: :func:`restricted_gram`; bias: ``lambda_c / L`` per entry.
     """
-    x_prev = b.new_zeros(b.shape)
-    s, tau = x_prev, 1.0
-    for _ in range(n_iter):
-        x = shrink((s + step * (b - gram_product(gram, s)))[None, None], bias[None, None], positive)[0, 0]
-        if use_momentum:
-            tau, beta = momentum(tau)
-            s = x + beta * (x - x_prev)
-        else:
-            s = x
-        x_prev = x
-    return x
+    def step_(l, s, x_prev):
+        return shrink((s + step * (b - gram_product(gram, s)))[None, None], bias[None, None], positive)[0, 0]
+
+    return accelerated(b.new_zeros(b.shape), n_iter, step_, use_momentum)
 
 
 @dataclass
@@ -167,9 +160,9 @@ def encode_working_set(y: torch.Tensor, op, table: torch.Tensor, lam: torch.Tens
     ``table``) and of ``lam`` as the dense encoder's do. Windows of a batch never share a pair:
     their entries are placed on one time axis ``K`` samples apart.
     """
-    grad_wanted = torch.is_grad_enabled()
+    corr_graph = op.H_adjoint(y) if torch.is_grad_enabled() else None  # b = H^T y, (B, C, n), once
     with torch.no_grad():
-        corr = op.H_adjoint(y)                           # b = H^T y, (B, C, n)
+        corr = corr_graph.detach() if corr_graph is not None else op.H_adjoint(y)
         n_batch, n_atoms, n_codes = corr.shape
         lam_col = lam.detach().view(1, -1, 1)
         in_set = (corr if positive else corr.abs()) >= screen * lam_col
@@ -192,10 +185,9 @@ def encode_working_set(y: torch.Tensor, op, table: torch.Tensor, lam: torch.Tens
         if counts is not None:
             counts.rounds += round_
             counts.in_set += int(in_set.sum())
-    if not grad_wanted:
+    if corr_graph is None:
         return z
-    corr = op.H_adjoint(y)
-    return _solve_on_set(in_set, corr, table, lam, lipschitz, n_iter, positive, use_momentum, sparse=False)
+    return _solve_on_set(in_set, corr_graph, table, lam, lipschitz, n_iter, positive, use_momentum, sparse=False)
 
 
 def _solve_on_set(in_set, corr, table, lam, lipschitz, n_iter, positive, use_momentum, sparse=True):

@@ -29,11 +29,22 @@ Layer = Callable[[int, torch.Tensor], tuple]
 def unrolled(y: torch.Tensor, op, n_iter: int, layer: Layer, positive: bool, momentum: bool = True,
              z0: torch.Tensor | None = None) -> torch.Tensor:
     """Run ``n_iter`` layers and return ``x_T`` ``(batch, C, N - K + 1)`` for windows ``y`` ``(batch, M, N)``."""
-    x_prev = z0 if z0 is not None else zero_codes(y, op)
+    def step(l, s, x_prev):
+        a, b = layer(l, x_prev)
+        return proximal_gradient_step(y, s, op, b, a, positive)
+
+    return accelerated(z0 if z0 is not None else zero_codes(y, op), n_iter, step, momentum)
+
+
+def accelerated(x0: torch.Tensor, n_iter: int, step: Callable, momentum: bool = True) -> torch.Tensor:
+    """``x_l = step(l, s_l, x_l-1)`` for l = 0..T-1 from ``s_1 = x_0``, with FISTA's extrapolation
+    ``s_l+1 = x_l + ((tau_l - 1) / tau_l+1)(x_l - x_l-1)`` when ``momentum`` (else ``s_l+1 = x_l``);
+    returns ``x_T`` (``x_0`` when T = 0). The loop every unrolled proximal-gradient iteration shares,
+    whatever form its step takes (convolutions here, the Gram form on a working set)."""
+    x_prev = x0
     s, tau = x_prev, 1.0
     for l in range(n_iter):
-        step, bias = layer(l, x_prev)
-        x = proximal_gradient_step(y, s, op, bias, step, positive)
+        x = step(l, s, x_prev)
         if momentum:
             tau, beta = next_momentum(tau)
             s = x + beta * (x - x_prev)
