@@ -22,8 +22,8 @@ K = 30 (2 ms at 15 kHz), on 384 contacts in 2 columns at 20 µm pitch, C in {120
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -34,6 +34,10 @@ from crsae_sort.model.local_operator import (H_local, H_local_adjoint, channel_s
                                        lipschitz_constant_local, local_layout)
 from crsae_sort.model.operator import H, H_adjoint
 from crsae_sort.runlog import cpu_name
+
+from .docs import emit
+
+logger = logging.getLogger(__name__)
 
 FULL = dict(n_channels=384, atoms=(120, 300), radii_um=(50.0, 100.0), k=30, batch=8, n_samples=3000, ranks=(3, 6))
 TINY = dict(n_channels=32, atoms=(12,), radii_um=(30.0,), k=10, batch=2, n_samples=200, ranks=(3,))
@@ -155,6 +159,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the progress lines, on stderr
     cfg, repeats = (TINY, 1) if args.tiny else (FULL, args.repeats)
     torch.set_num_threads(args.threads)
     m, k, b, n = cfg["n_channels"], cfg["k"], cfg["batch"], cfg["n_samples"]
@@ -182,9 +187,9 @@ def main(argv=None) -> dict:
                              gflop_dense=4 * n_atoms * m * k * b * n / 1e9, gflop_local=4 * ideal * k * b * n / 1e9,
                              gflop_blocks=4 * evaluated * k * b * n / 1e9, dense_fwd_s=dense_fwd,
                              local_fwd_s=local_fwd, dense_total_s=dense_total, local_total_s=local_total))
-            print(f"C={n_atoms} radius={radius_um:.0f} um: dense {dense_fwd:.3f}/{dense_total:.3f} s, local "
-                  f"{local_fwd:.3f}/{local_total:.3f} s (fwd/fwd+bwd), {time.perf_counter() - t_start:.0f} s in",
-                  file=sys.stderr, flush=True)
+            logger.info("C=%d radius=%.0f um: dense %.3f/%.3f s, local %.3f/%.3f s (fwd/fwd+bwd), %.0f s in",
+                        n_atoms, radius_um, dense_fwd, dense_total, local_fwd, local_total,
+                        time.perf_counter() - t_start)
             if (n_atoms, radius_um) != (max(cfg["atoms"]), min(cfg["radii_um"])):
                 continue
             with torch.no_grad():  # the alternatives, on the largest dictionary with the narrowest supports
@@ -206,7 +211,7 @@ def main(argv=None) -> dict:
     lipschitz = lipschitz_ratio(cfg)
     report = dict(cpu=cpu_name(), threads=args.threads, torch=torch.__version__, config=cfg, rows=rows,
                   grouped=grouped, lowrank=lowrank, lipschitz=lipschitz, wall_s=time.perf_counter() - t_start)
-    print(format_report(report))
+    emit(format_report(report))
     return report
 
 

@@ -35,6 +35,7 @@ def sample():  # RssAnon is the process's own memory; RssFile counts pages of me
 threading.Thread(target=sample, daemon=True).start()
 import spikeinterface as si
 from crsae_sort import sort
+from crsae_sort.bench.docs import emit
 from crsae_sort.demo import score
 rec_folder, out, gt_folder = sys.argv[1:4]
 rec = si.load(rec_folder)
@@ -45,10 +46,10 @@ peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 peak_anon, peak_file = peak["anon"], peak["file"]
 table, acc = score(rec, si.load(gt_folder), result.sorting)
 m = result.model
-print(json.dumps(dict(wall_s=wall, stages=result.summary.seconds, peak_mb=peak_mb, accuracy=acc,
-                      anon_mb=peak_anon, file_mb=peak_file,
-                      n_templates=int(m.dictionary.shape[0]), n_channels=int(m.dictionary.shape[1]),
-                      k=int(m.dictionary.shape[2]), n_iter=m.n_iter, decimation=result.summary.decimation)))
+emit(json.dumps(dict(wall_s=wall, stages=result.summary.seconds, peak_mb=peak_mb, accuracy=acc,
+                     anon_mb=peak_anon, file_mb=peak_file,
+                     n_templates=int(m.dictionary.shape[0]), n_channels=int(m.dictionary.shape[1]),
+                     k=int(m.dictionary.shape[2]), n_iter=m.n_iter, decimation=result.summary.decimation)))
 """
 
 

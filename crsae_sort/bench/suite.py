@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .docs import DOC, DOCS, write_block
+from .docs import DOC, DOCS, emit, write_block
 
 
 def convex(plan: str, workdir: Path, device: str = "cpu") -> None:
@@ -40,7 +40,7 @@ def convex(plan: str, workdir: Path, device: str = "cpu") -> None:
 def part(module: str, *args: str) -> None:
     """``python -m crsae_sort.bench.<module> ARGS`` in its own process (the same as scripts/benchmark_<module>.py)."""
     cmd = [sys.executable, "-m", f"crsae_sort.bench.{module}", *args]
-    print("$", " ".join(cmd[1:]), flush=True)
+    emit("$ " + " ".join(cmd[1:]))
     subprocess.run(cmd, check=True)
 
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_benchmarks_"))
     t0 = time.perf_counter()
     if "convex" not in args.skip:
-        print("$ convex-solver comparison", flush=True)
+        emit("$ convex-solver comparison")
         convex("full" if args.full else "quick", work, args.device)
     if "sorters" not in args.skip:
         part("sorters", *(["--full"] if args.full else []), "--workdir", str(work / "sorters"))
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         part("speed", "--memory", "--workdir", str(work / "speed"))
     if args.full and "contention" not in args.skip:
         part("contention", "--repeats", "3", "--workdir", str(work / "contention"))
-    print(f"done in {time.perf_counter() - t0:.0f} s; tables in {DOC}")
+    emit(f"done in {time.perf_counter() - t0:.0f} s; tables in {DOC}")
 
 
 if __name__ == "__main__":
