@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .infer import above_floor, encode_screened, peak_offsets, read_out
+from .infer import above_floor, encode_screened, peak_offsets, read_out, working_set_table
 from .init_dictionary import channel_locations_um, cluster_snippets, detect_and_cut, random_slices, \
     template_similarity
 from .model.crsae import CRsAE
@@ -126,9 +126,10 @@ def _residual(model: CRsAE, traces: list[np.ndarray], params: SortParams,
     refractory = max(1, int(round(params.inference.refractory_ms * fs / 1000)))
     reference = model.reference_amplitude.cpu().numpy()
     residual, codes = [], []
+    table = working_set_table(model, params.inference.screen_fraction)
     for trace in traces:
         y = torch.from_numpy(trace).to(device)
-        z = encode_screened(model, y, params.inference.screen_fraction)
+        z = encode_screened(model, y, params.inference.screen_fraction, table=table)
         r = (y - model.decode(z[None])[0]).cpu().numpy().T
         r[:k], r[-k:] = 0.0, 0.0
         residual.append(np.ascontiguousarray(r))

@@ -92,7 +92,7 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     from tqdm.auto import tqdm
 
     counts = {}
-    table = gram_table(model.dense_dictionary()) if model.uses_working_set(params.screen_fraction) else None
+    table = working_set_table(model, params.screen_fraction)
     for c in tqdm(bounds, desc="inference", unit="chunk", disable=not progress, leave=False):
         if c.hi - c.lo < k:
             continue
@@ -125,6 +125,12 @@ def above_floor(amplitude: np.ndarray, unit: np.ndarray, reference_amplitude: np
                 fraction: float) -> np.ndarray:
     """The amplitude floor: ``amplitude >= fraction * reference_amplitude[unit]`` (boolean mask)."""
     return amplitude >= fraction * reference_amplitude[unit]
+
+
+def working_set_table(model: CRsAE, screen_fraction: float) -> torch.Tensor | None:
+    """The dictionary's Gram table when :func:`encode_screened` will use working sets, else None: compute it
+    once per dictionary and pass it to every call."""
+    return gram_table(model.dense_dictionary()) if model.uses_working_set(screen_fraction) else None
 
 
 @torch.no_grad()

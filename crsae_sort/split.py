@@ -124,7 +124,7 @@ def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortP
     return groups
 
 
-def _independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, read_out_ms: float = 0.0) -> bool:
+def _independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, read_out_ms: float) -> bool:
     """Whether trains ``a`` and ``b`` ``(n, 2)`` (slice, sample) break each other's refractory period as two
     independent units would: at least ``MIN_CROSS_FRACTION`` of the ``n_a n_b 2 (tau - r) / T`` pairs
     between ``r`` and ``tau = REFRACTORY_MS`` apart expected by chance, and at least 2 (halves of one unit
