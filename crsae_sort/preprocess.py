@@ -58,12 +58,20 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
     use_cmr = params.common_reference == "median" or (params.common_reference == "auto" and n_channels >= 8)
     if use_cmr:
         rec = spre.common_reference(rec, reference="global", operator="median")
+    q = max(1, int(fs // (2.5 * freq_max))) if params.decimate else 1
     preset = motion_preset(rec, params.motion_correction)
     max_displacement_um = None
+    random_kwargs = dict(seed=seed)
     if preset is not None:
+        # motion estimation reads every sample once and interpolation once more: filter them once, in
+        # memory when this full-rate copy and the model-rate one below together take at most cache_mb
+        filtered = _hold_in_memory(rec, params.cache_mb * q / (q + 1))
+        if filtered is not None:
+            rec = filtered
+        # cached on the recording, where correct_motion's peak detection finds it instead of estimating again
+        sc.get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=random_kwargs, **_QUIET)
         rec, max_displacement_um = _correct_motion(rec, preset)
     filtered_uv = rec
-    random_kwargs = dict(seed=seed)
     noise_uv = sc.get_noise_levels(filtered_uv, return_in_uV=False, random_slices_kwargs=random_kwargs,
                                 **_QUIET)
     if np.any(noise_uv <= 0):
@@ -83,7 +91,6 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
         raise InputError("whitening left a channel with zero noise; set whiten=false")
     rec = spre.scale(rec, gain=(1.0 / sigma).astype("float32"), dtype="float32")
     to_model = w @ np.diag(1.0 / sigma)
-    q = max(1, int(fs // (2.5 * freq_max))) if params.decimate else 1
     if q > 1:
         # the band-pass above is the anti-alias filter: freq_max <= 0.4 x the model rate
         rec = spre.decimate(rec, decimation_factor=q, antialias=False)
