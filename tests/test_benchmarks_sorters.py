@@ -75,3 +75,27 @@ def test_keep_others_keeps_rows_of_sorters_this_run_left_out():
     assert case["results"][0]["kept_from"]["commit"] == "0ld0000" and "kept_from" not in case["results"][1]
     text = "\n".join(case_markdown(case))
     assert "| spykingcircus2 [1] |" in text and "[1] This row is from an earlier run" in text and "0ld0000" in text
+
+
+def test_seed_sweep_pools_units_and_resumes_finished_rows(tmp_path):
+    import json
+
+    from crsae_sort.bench.sweep import ROWS, finished_rows, summarise
+
+    def row(seed, label, accs, duration_s=300.0, status="ok"):
+        units = {str(i): dict(snr=snr, accuracy=a) for i, (snr, a) in enumerate(accs)}
+        return dict(seed=seed, label=label, duration_s=duration_s, status=status, units=units, false_positive=1,
+                    redundant=0, wall_s=10.0 * seed, stages_s=dict(grow=1.0))
+
+    rows = [row(1, "crsae", [(8.0, 1.0), (6.0, 0.5), (3.0, 0.0)]), row(2, "crsae", [(9.0, 0.2), (5.5, 0.9)]),
+            row(3, "crsae", [], status="failed")]
+    (tmp_path / ROWS).write_text("\n".join(json.dumps(r) for r in rows + [row(1, "crsae", [], duration_s=60.0)]))
+    done = finished_rows(tmp_path, 300.0)
+    assert sorted(done) == [(1, "crsae"), (2, "crsae"), (3, "crsae")]  # the 60-s row belongs to another sweep
+    s = summarise([done[1, "crsae"], done[2, "crsae"], done[3, "crsae"]])
+    # SNR >= 5 pooled: 1.0, 0.5, 0.2, 0.9 (the SNR-3 unit is left out); SNR >= 7: 1.0 and 0.2, one below 0.5
+    assert (s["recordings"], s["failed"], s["units_snr5"]) == (2, 1, 4)
+    assert s["min"] == 0.2 and s["median"] == 0.7 and abs(s["mean"] - 0.65) < 1e-12
+    assert (s["missed_snr7"], s["units_snr7"], s["false_positive"]) == (1, 2, 2)
+    assert s["wall_s"] == 15.0 and s["grow_s"] == 1.0
+    assert finished_rows(tmp_path / "nothing_here", 300.0) == {}
