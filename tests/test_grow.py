@@ -67,6 +67,30 @@ def test_added_atoms_keep_the_old_ones_and_a_valid_step(local):
     assert grown.encode(y).shape == (2, 5, 80 - k + 1)
 
 
+@pytest.mark.parametrize("encoder", ["reweighted", "learned-steps"])
+def test_added_atoms_keep_the_encoders_learned_weights(encoder):
+    """Growth on an encoder with learned weights: per-template weights (reweighted's g_l,c) gain a column per
+    new atom, each layer's mean over the old ones; per-layer weights (learned-steps) carry over as they are."""
+    dense = random_dictionary(3, 4, 12, dtype=torch.float32, seed=1)
+    model = CRsAE(dense, torch.full((3,), 2.0), 5, encoder=encoder)
+    model.encode(torch.randn(1, 4, 60))  # creates reweighted's weights on the first call
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.copy_(torch.linspace(-0.5, 0.5, p.numel()).view(p.shape))
+    grown = model.with_atoms(random_dictionary(2, 4, 12, dtype=torch.float32, seed=2), torch.tensor([3.0, 4.0]),
+                             torch.tensor([9.0, 11.0]), "residual")
+    old, new = dict(model.encoder.named_parameters()), dict(grown.encoder.named_parameters())
+    assert old.keys() == new.keys()
+    for name, w in old.items():
+        if encoder == "reweighted":
+            assert new[name].shape == (5, 5)
+            assert torch.equal(new[name][:, :3], w)
+            assert torch.allclose(new[name][:, 3:], w.mean(1, keepdim=True).expand(-1, 2))
+        else:
+            assert torch.equal(new[name], w)
+    assert grown.encode(torch.randn(1, 4, 60)).shape == (1, 5, 60 - 12 + 1)
+
+
 @pytest.fixture(scope="module")
 def missing_unit(gt_tetrode):
     """20 s of the demo tetrode sorted twice from an initial dictionary with one atom removed: without and

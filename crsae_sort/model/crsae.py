@@ -210,7 +210,7 @@ class CRsAE(nn.Module):
         model = CRsAE(torch.cat([old, atoms]), torch.cat([self.lam.detach(), lam.to(old)]), self.n_iter, self.positive,
                       torch.cat([self.reference_amplitude, reference_amplitude.to(old)]), encoder=self.encoder.name,
                       encoder_options=self.encoder.options, origin=self.origin + [origin] * len(atoms), **local)
-        model.encoder.load_state_dict(self.encoder.state_dict())
+        model.encoder.load_state_dict(self.encoder.state_with_atoms(len(atoms)))
         with torch.no_grad():  # the existing atoms exactly as they were (the constructor renormalised them)
             model.dictionary[: len(old)].copy_(old)
         model.normalize_()

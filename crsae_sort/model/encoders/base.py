@@ -61,6 +61,11 @@ class Encoder(nn.Module):
         """The smallest threshold of any layer as a fraction of ``lambda_c / L`` (1 for FISTA and ISTA)."""
         return 1.0
 
+    def state_with_atoms(self, n_new: int) -> dict:
+        """This encoder's state for a model with ``n_new`` more templates (growth, splits): as it is, for
+        encoders without per-template weights."""
+        return self.state_dict()
+
     def objective(self, y: torch.Tensor, op, lam: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The objective the iteration descends, summed over the batch (a scalar): the lasso
         ``1/2 ||y - H z||^2 + sum_c lambda_c ||z_c||_1``; an encoder with another penalty overrides it.

@@ -54,6 +54,15 @@ class Reweighted(Encoder):
         """``g`` ``(T, C)``: each layer's threshold of each template as a multiple of ``lambda_c / L``."""
         return self.log_weights.detach().exp()
 
+    def state_with_atoms(self, n_new: int) -> dict:
+        """``w`` gains a column per new template, each layer's mean over the existing templates (a new
+        atom starts on the threshold schedule learned so far; retraining after growth adjusts it)."""
+        state = self.state_dict()
+        if self.log_weights is not None and n_new > 0:
+            w = state["log_weights"]
+            state["log_weights"] = torch.cat([w, w.mean(1, keepdim=True).expand(-1, n_new)], 1)
+        return state
+
     def threshold_floor(self) -> float:
         # the first layer from zero decides where codes can start (the screen of crsae_sort.infer)
         return 1.0 if self.log_weights is None or self.n_iter == 0 else float(self.weights()[0].min())
