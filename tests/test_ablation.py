@@ -20,3 +20,8 @@ def test_quick_ablation_measures_every_column(tmp_path):
         assert r["lambda_median"] > 0
     assert "| tetrode | fista | 3 | ae-ls |" in res.output
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
+    # a second run in the same folder reuses the finished rows instead of sorting again
+    again = CliRunner().invoke(cli, ["bench", "ablation", "--quick", "--no-doc", "--workdir", str(tmp_path)])
+    assert again.exit_code == 0, again.output
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+    assert "| tetrode | fista | 3 | ae-ls |" in again.output

@@ -23,6 +23,9 @@ encoder timing does not include it).
 
     crsae-sort bench ablation                       # the full grid, writes the ABLATION block
     crsae-sort bench ablation --quick --no-doc      # two tiny configurations (a smoke test)
+
+Rows go to ``results.jsonl`` in the work folder as they finish; a later run there with the same
+``--duration`` reuses them (a stopped grid resumes; a grid extended by more rules sorts only those).
 """
 from __future__ import annotations
 
@@ -154,6 +157,22 @@ def _dictionary_error(model, pre, gt, good: list, params) -> float:
     return float(np.median(np.sqrt(2.0 * (1.0 - cos)))) if len(cos) else float("nan")
 
 
+def finished_rows(workdir: Path, duration_s: float) -> dict:
+    """Rows an earlier run in ``workdir`` finished (``results.jsonl``) for recordings of ``duration_s``, by
+    (case, encoder, T, rule), so that a stopped or extended grid sorts only what is missing. Code changed
+    between the runs is not detected: reuse a workdir only with the same checkout."""
+    path = workdir / "results.jsonl"
+    if not path.exists():
+        return {}
+    found = {}
+    for line in path.read_text().splitlines():
+        raw = json.loads(line) if line.strip() else {}
+        if raw.pop("duration_s", None) == duration_s:
+            row = Row(**raw)
+            found[row.case, row.encoder, row.n_iterations, row.rule] = row
+    return found
+
+
 def run(workdir: Path, *, quick: bool = False, cases=tuple(CASES), duration_s: float = 20.0,
         configs: list | None = None, extra: dict | None = None) -> list[Row]:
     """Every case x configuration; rows are appended to ``workdir/results.jsonl`` as they finish."""
@@ -163,14 +182,18 @@ def run(workdir: Path, *, quick: bool = False, cases=tuple(CASES), duration_s: f
         reference_iterations = QUICK["reference_iterations"]
     configs = configs if configs is not None else grid()
     workdir.mkdir(parents=True, exist_ok=True)
+    done = finished_rows(workdir, duration_s)
     rows = []
     with open(workdir / "results.jsonl", "a") as out:
         for case in cases:
             recording, gt, snrs = load_case(workdir, case, duration_s)
             for encoder, n_iter, rule in configs:
+                if (case, encoder, n_iter, rule) in done:  # finished by an earlier run in this workdir
+                    rows.append(done[case, encoder, n_iter, rule])
+                    continue
                 logger.info("ablation: %s, %s T=%d %s", case, encoder, n_iter, rule)
                 row = run_one(recording, gt, snrs, case, encoder, n_iter, rule, dict(extra or {}), reference_iterations)
-                out.write(json.dumps(asdict(row)) + "\n")
+                out.write(json.dumps(dict(asdict(row), duration_s=duration_s)) + "\n")
                 out.flush()
                 rows.append(row)
     return rows
