@@ -99,3 +99,23 @@ def test_seed_sweep_pools_units_and_resumes_finished_rows(tmp_path):
     assert (s["missed_snr7"], s["units_snr7"], s["false_positive"]) == (1, 2, 2)
     assert s["wall_s"] == 15.0 and s["grow_s"] == 1.0
     assert finished_rows(tmp_path / "nothing_here", 300.0) == {}
+
+
+def test_seed_sweep_reports_a_stopped_sweep_without_sorting(tmp_path):
+    import json
+
+    from crsae_sort.bench.sweep import ROWS, main
+
+    def row(seed, label, acc, **extra):
+        return dict(seed=seed, label=label, duration_s=300.0, status="ok", false_positive=0, redundant=0,
+                    wall_s=20.0, units={"0": dict(snr=9.0, accuracy=acc)}, **extra)
+
+    rows = [row(1, "crsae", 1.0, load_before=0.4), row(2, "crsae", 0.5, load_before=0.9), row(1, "tridesclous2", 0.8)]
+    (tmp_path / ROWS).write_text("\n".join(json.dumps(r) for r in rows))
+    report = main(["--seeds", "3", "--duration-s", "300", "--workdir", str(tmp_path), "--sorters", "crsae",
+                   "tridesclous2", "--report-only", "--no-doc"])
+    assert not (tmp_path / "seed3_300s").exists()  # nothing generated, nothing sorted
+    assert report["summary"]["crsae"]["recordings"] == 2 and report["summary"]["tridesclous2"]["recordings"] == 1
+    assert report["summary"]["crsae"]["mean"] == 0.75
+    text = (tmp_path / "sweep.json").read_text()
+    assert json.loads(text)["total_s"] == 60.0 and json.loads(text)["load_before"] == 0.9

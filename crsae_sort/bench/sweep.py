@@ -14,7 +14,8 @@ the mean wall time. It goes between the SWEEP markers of docs/benchmarks.md, the
 
 With ``--workdir``, every finished (seed, sorter) row is appended to ``rows.jsonl`` there, and a
 later run with the same workdir and duration reuses those rows instead of sorting again (a long
-sweep can be stopped and resumed).
+sweep can be stopped and resumed); ``--report-only`` writes the table of the rows finished so far
+(each sorter's row says over how many recordings).
 """
 from __future__ import annotations
 
@@ -93,8 +94,13 @@ def markdown(report: dict) -> str:
     first, last = report["seeds"][0], report["seeds"][-1]
     seeds = f"seed {first}" if first == last else f"seeds {first}–{last}"
     lines = [f"`{report['command']}` — {seeds}, {report['duration_s']:g} s "
-             f"each; {report['hardware']}; load average {report['load_before']:.1f} before, "
-             f"{report['load_after']:.1f} after; {report['total_s'] / 60:.0f} min in all.", "",
+             f"each; {report['hardware']}; " + (
+                 "assembled from the rows earlier runs finished in the workdir (" + (
+                     f"load average at most {report['load_before']:.1f} before a sort; "
+                     if report["load_before"] is not None else "")
+                 + f"{report['total_s'] / 60:.0f} min of sorting summed over them)." if report.get("report_only") else
+                 f"load average {report['load_before']:.1f} before, {report['load_after']:.1f} after; "
+                 f"{report['total_s'] / 60:.0f} min in all."), "",
              "| sorter | recordings | units SNR ≥ 5 | accuracy min | median | mean | SNR ≥ 7 missed | "
              "false-positive units | redundant units | mean wall (s) | of which growth (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="a sorter running longer is reported failed")
     ap.add_argument("--workdir", type=Path, default=None, help="recordings and sorter folders (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="results only in the workdir; leave docs/ alone")
+    ap.add_argument("--report-only", action="store_true",
+                    help="sort nothing: the table of the rows the workdir already holds (a sweep stopped part-way)")
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_sweep_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -128,24 +136,38 @@ def main(argv: list[str] | None = None) -> dict:
                   seeds=seeds, duration_s=args.duration_s, hardware=_hardware(args.threads),
                   load_before=os.getloadavg()[0], rows={label: [] for label in args.sorters})
     done = finished_rows(work, args.duration_s)
+    if args.report_only and not done:
+        raise SystemExit(f"--report-only: no finished rows of {args.duration_s:g}-s recordings in {work / ROWS}")
     for seed in seeds:
+        if args.report_only:
+            for label in args.sorters:
+                if (seed, label) in done:
+                    report["rows"][label].append(done[seed, label])
+            continue
         rec_folder, gt_folder, snrs = make_seed(work, seed, args.duration_s)
         for label in args.sorters:
             if (seed, label) in done:
                 report["rows"][label].append(done[seed, label])
                 continue
             name, params = SWEEP_SORTERS[label]
+            load = os.getloadavg()[0]
             out = rec_folder.parent / label.replace(" ", "_").replace("(", "").replace(")", "")
             res = run_sorter_in_child(name, rec_folder, out, args.threads, args.timeout_s, params=params)
             if res["status"] == "ok":
                 res.update(score(gt_folder, out.parent / (out.name + "_sorting"), snrs))
-            res.update(seed=seed, label=label, duration_s=args.duration_s)
+            res.update(seed=seed, label=label, duration_s=args.duration_s, load_before=load)
             with open(work / ROWS, "a") as f:  # a stopped sweep resumes from here with the same --workdir
                 f.write(json.dumps(res) + "\n")
             report["rows"][label].append(res)
             emit(f"seed {seed:3d} {label:18s} " + (f"accuracy(SNR>=5) {res['accuracy_snr5']:.3f}  {res['wall_s']:.1f} s"
                                                    if res["status"] == "ok" else f"failed: {res['reason']}"), flush=True)
-    report.update(load_after=os.getloadavg()[0], total_s=time.perf_counter() - t0,
+    total_s, load_after = time.perf_counter() - t0, os.getloadavg()[0]
+    if args.report_only:  # what the rows' runs saw, not this process
+        finished = [r for rows in report["rows"].values() for r in rows]
+        total_s = sum(r.get("wall_s", 0.0) for r in finished)
+        loads = [r["load_before"] for r in finished if "load_before" in r]  # rows of older runs lack it
+        report["load_before"] = load_after = max(loads) if loads else None
+    report.update(load_after=load_after, total_s=total_s, report_only=args.report_only,
                   summary={label: summarise(rows) for label, rows in report["rows"].items()})
     (work / "sweep.json").write_text(json.dumps(report, indent=1))
     text = markdown(report)
