@@ -7,9 +7,11 @@ atom's own spikes. For each atom ``c``, the snippets ``y[:, p : p + K]`` ``(M, K
 positions ``p`` (the read-out's spikes on the growth slices) are clustered as the initial dictionary
 clusters peaks (PCA, HDBSCAN: :func:`~crsae_sort.init_dictionary.cluster_snippets`); when that finds
 one shape, by the modes of their amplitude along the atom (:func:`amplitude_modes`). Clusters of at
-least ``grow_min_spikes`` snippets, with a median whose peak reaches ``detect_threshold`` and at
-most ``grow_max_isi_violations`` of refractory violations, are merged back by the initial
-dictionary's own rule (same shape *and* amplitude: :func:`~crsae_sort.init_dictionary.merge_similar`);
+least ``grow_min_spikes`` snippets whose peaks (each snippet's, noise included, as the detector sees a
+spike) reach ``detect_threshold`` in the median, and with at most ``grow_max_isi_violations`` of
+refractory violations, are merged back by the initial dictionary's own rule (same shape *and*
+amplitude: :func:`~crsae_sort.init_dictionary.merge_similar`) unless their trains are independent
+(two units of one shape);
 when two or more remain, and they do not duplicate another atom, the atom is split: the largest
 child replaces it, the others are appended, all with origin ``split``.
 
@@ -47,17 +49,23 @@ def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tupl
             continue
         snippets = np.stack([traces[s][:, p: p + k].T for s, p in where])              # (n, K, M)
         labels = cluster_snippets(snippets, params.init, params.run.seed)
-        groups = _merged_groups(snippets, [labels == u for u in np.unique(labels) if u >= 0], params)
-        if len(groups) < 2:  # one shape: units of the same shape can still differ in amplitude (kept apart
-            groups = amplitude_modes(snippets, existing[c].T, params.run.seed)  # only if their trains are independent)
-        children = [m for m in groups if m.sum() >= g.grow_min_spikes
-                    and np.abs(np.median(snippets[m], axis=0)).max() >= params.init.detect_threshold
-                    and isi_violations(where[m], fs) <= g.grow_max_isi_violations]
-        children.sort(key=lambda m: -m.sum())
         # two units' trains are independent, so together they break the refractory period; halves of one do not
         read_out_ms = params.inference.refractory_ms
-        children = children[:1] + [m for m in children[1:]
-                                   if _independent(where[children[0]], where[m], fs, seconds, read_out_ms)]
+
+        def independent(a, b):
+            return _independent(where[a], where[b], fs, seconds, read_out_ms)
+
+        groups = _merged_groups(snippets, [labels == u for u in np.unique(labels) if u >= 0], params, independent)
+        if len(groups) < 2:  # one shape: units of the same shape can still differ in amplitude (kept apart
+            groups = amplitude_modes(snippets, existing[c].T, params.run.seed)  # only if their trains are independent)
+        # a child's spikes reach the detection threshold as the detector sees spikes: the median over its
+        # snippets of each one's peak (noise included), not the peak of its median template
+        peaks = np.abs(snippets).max(axis=(1, 2))
+        children = [m for m in groups if m.sum() >= g.grow_min_spikes
+                    and np.median(peaks[m]) >= params.init.detect_threshold
+                    and isi_violations(where[m], fs) <= g.grow_max_isi_violations]
+        children.sort(key=lambda m: -m.sum())
+        children = children[:1] + [m for m in children[1:] if independent(children[0], m)]
         medians = np.stack([np.median(snippets[m], axis=0) for m in children]) if children else snippets[:0]
         kept = _not_duplicates(medians, existing, c, params)
         if len(children) < 2 or kept[:1] != [0] or len(kept) < 2:
@@ -103,10 +111,13 @@ def amplitude_modes(snippets: np.ndarray, atom: np.ndarray, seed: int, max_modes
     return [labels == u for u in np.unique(labels)]
 
 
-def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortParams) -> list[np.ndarray]:
+def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortParams,
+                   independent=lambda a, b: False) -> list[np.ndarray]:
     """Clusters (boolean masks over ``snippets``) merged greedily while two have the same shape and amplitude
     (the initial dictionary's rule: similarity above ``merge_similarity``, amplitude ratio at most
-    ``merge_amplitude_ratio``)."""
+    ``merge_amplitude_ratio``), unless ``independent(a, b)``: trains that break each other's refractory
+    period as two units' do are two units, however alike their shapes (units of one shape and nearly
+    one amplitude, which the initial clustering merged)."""
     groups = list(groups)
     while len(groups) > 1:
         medians = np.stack([np.median(snippets[m], axis=0) for m in groups]).astype(np.float64)
@@ -115,6 +126,9 @@ def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortP
         low = np.maximum(np.minimum(norms[:, None], norms[None, :]), 1e-12)
         ratio = np.maximum(norms[:, None], norms[None, :]) / low
         sim[ratio > params.init.merge_amplitude_ratio] = -np.inf
+        for i, j in zip(*np.nonzero(sim > params.init.merge_similarity)):
+            if i < j and independent(groups[i], groups[j]):
+                sim[i, j] = sim[j, i] = -np.inf
         np.fill_diagonal(sim, -np.inf)
         i, j = np.unravel_index(np.argmax(sim), sim.shape)
         if sim[i, j] <= params.init.merge_similarity:

@@ -220,3 +220,17 @@ def test_independence_counts_only_the_pairs_one_atoms_read_out_can_show():
     unit = _refractory_train(rng, 800, length, 60)
     halves = rng.random(len(unit)) < 0.5
     assert not _independent(pair(unit[halves]), pair(unit[~halves]), fs, seconds, read_out_ms=1.0)
+
+
+def test_groups_of_one_shape_stay_apart_only_when_their_trains_are_independent():
+    from crsae_sort.params import SortParams
+    from crsae_sort.split import _merged_groups
+
+    rng = np.random.default_rng(0)
+    shape = np.zeros((20, 4))
+    shape[5:9, 0] = [-3.0, -8.0, -5.0, -1.0]
+    snippets = shape * rng.uniform(0.95, 1.05, (200, 1, 1)) + 0.3 * rng.standard_normal((200, 20, 4))
+    halves = [np.arange(200) < 100, np.arange(200) >= 100]   # one shape, one amplitude
+    params = SortParams()
+    assert len(_merged_groups(snippets, halves, params)) == 1
+    assert len(_merged_groups(snippets, halves, params, independent=lambda a, b: True)) == 2
