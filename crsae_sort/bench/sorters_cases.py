@@ -80,8 +80,10 @@ def mearec_tetrode(work: Path, duration_s: float):
     from spikeinterface.extractors import read_mearec
 
     templates, recording = work / "mearec_templates_tetrode.h5", work / f"mearec_tetrode_{duration_s:g}s.h5"
-    proc = subprocess.run([sys.executable, "-c", MEAREC, str(templates), str(recording), str(duration_s)],
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"), capture_output=True, text=True)
+    # in the workdir: MEArec leaves a tmp_params_path.yaml in its working directory
+    proc = subprocess.run([sys.executable, "-c", MEAREC, str(templates.resolve()), str(recording.resolve()),
+                           str(duration_s)], env=dict(os.environ, PYTHONWARNINGS="ignore"), capture_output=True,
+                          text=True, cwd=work)
     if proc.returncode != 0:
         last = [x for x in proc.stderr.splitlines() if x.strip()]
         raise RuntimeError(f"MEArec failed: {last[-1] if last else proc.returncode}")
