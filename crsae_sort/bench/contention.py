@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .docs import DOC, ROOT, commit
+from .docs import DOC, ROOT, commit, emit
 
 FIX_FILE = "crsae_sort/threads.py"  # the commit that added it is the fix; its parent is "before"
 SCENARIOS = ("solo", "pair", "batch")
@@ -181,8 +181,8 @@ def main() -> None:
                 row = run_scenario(scenario, trees[variant], rec, work / "runs",
                                    [x for kv in args.sets for x in ("--set", kv)])
                 runs.append(dict(row, repeat=repeat, scenario=scenario, variant=variant))
-                print(f"repeat {repeat} {scenario:5s} {variant:6s} wall {row['wall_s']:6.1f} s  train "
-                      f"{row['train_s']:6.1f} s  cpu {row['cpu_s']:6.0f} s  load {row['load_before']}", flush=True)
+                emit(f"repeat {repeat} {scenario:5s} {variant:6s} wall {row['wall_s']:6.1f} s  train "
+                     f"{row['train_s']:6.1f} s  cpu {row['cpu_s']:6.0f} s  load {row['load_before']}")
     minutes = (time.perf_counter() - started) / 60
     settings = f"`{' '.join('--set ' + kv for kv in args.sets)}`" if args.sets else "default parameters"
     header = (f"Hardware: {cpu_name()}, {os.cpu_count()} cores ({usable_cpus()} usable by this process), "
@@ -203,7 +203,7 @@ def publish(work: Path, no_doc: bool) -> None:
     """Print the tables of the run saved in ``work/run.json`` and write them into the docs."""
     saved = json.loads((work / "run.json").read_text())
     text = table(saved["runs"], saved["shas"], saved["header"])
-    print(text)
+    emit(text)
     if not no_doc:
         from .docs import write_block
 

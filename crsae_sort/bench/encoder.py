@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from .docs import DOC, write_block
+from .docs import DOC, emit, write_block
 
 
 def timed(fn, device, repeats: int = 5) -> float:
@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> None:
             sec = timed(fn, device)
             flops = (4 * c * m * k * t_iter if name.startswith("FISTA") else 2 * c * m * k) * samples
             lines.append(f"| {name} | {sec * 1e3:.1f} | {flops / sec / 1e9:.1f} |")
-            print(lines[-1], flush=True)
+            emit(lines[-1])
     table = "\n".join([f"Device: {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}. "
                        f"C={c}, M={m}, K={k}, T={t_iter}; median of 5.", "",
                        "| what | ms | GFLOP/s |", "|---|---|---|", *lines])
-    print(table)
+    emit(table)
     if not args.no_doc:
         write_block(DOC, "ENCODER", table)
 

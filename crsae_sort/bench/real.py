@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .docs import DOC, DOCS, ROOT, write_block
+from .docs import DOC, DOCS, ROOT, emit, write_block
 from .real_report import hardware_line, plot, render_harris, render_quiroga
 from .real_scoring import (HARRIS_SLACK_CHECK_MS, HARRIS_SLACK_MS, LAG_WINDOW_MS, QUIROGA_SLACK_MS, best_merge,
                            detection_score, score_unit)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if h and q:
         lines += ["", f"![Harris hits, misses and false positives; Quiroga confusion](img/{FIGURE.name})"]
     text = "\n".join(lines)
-    print(text)
+    emit(text)
     if not args.no_doc and args.only is None:
         plot(FIGURE, h, q)
         write_block(DOC, "REAL", text)

@@ -62,7 +62,8 @@ except Exception as exc:
         trace = "\n".join(trace) if isinstance(trace, list) else str(trace)
     lines = [l.strip() for l in (trace or traceback.format_exc()).splitlines() if l.strip()]
     res["reason"] = (lines[-1] if lines else repr(exc))[:200]
-print("RESULT " + json.dumps(res), flush=True)
+from crsae_sort.bench.docs import emit  # the parent reads this line off the child's stdout
+emit("RESULT " + json.dumps(res))
 """
 
 
