@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .docs import emit
+from .docs import emit, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -157,22 +157,6 @@ def _dictionary_error(model, pre, gt, good: list, params) -> float:
     return float(np.median(np.sqrt(2.0 * (1.0 - cos)))) if len(cos) else float("nan")
 
 
-def finished_rows(workdir: Path, duration_s: float) -> dict:
-    """Rows an earlier run in ``workdir`` finished (``results.jsonl``) for recordings of ``duration_s``, by
-    (case, encoder, T, rule), so that a stopped or extended grid sorts only what is missing. Code changed
-    between the runs is not detected: reuse a workdir only with the same checkout."""
-    path = workdir / "results.jsonl"
-    if not path.exists():
-        return {}
-    found = {}
-    for line in path.read_text().splitlines():
-        raw = json.loads(line) if line.strip() else {}
-        if raw.pop("duration_s", None) == duration_s:
-            row = Row(**raw)
-            found[row.case, row.encoder, row.n_iterations, row.rule] = row
-    return found
-
-
 def run(workdir: Path, *, quick: bool = False, cases=tuple(CASES), duration_s: float = 20.0,
         configs: list | None = None, extra: dict | None = None) -> list[Row]:
     """Every case x configuration; rows are appended to ``workdir/results.jsonl`` as they finish."""
@@ -182,7 +166,10 @@ def run(workdir: Path, *, quick: bool = False, cases=tuple(CASES), duration_s: f
         reference_iterations = QUICK["reference_iterations"]
     configs = configs if configs is not None else grid()
     workdir.mkdir(parents=True, exist_ok=True)
-    done = finished_rows(workdir, duration_s)
+    done = {}
+    for raw in read_rows(workdir / "results.jsonl", duration_s):
+        row = Row(**{k: v for k, v in raw.items() if k != "duration_s"})
+        done[row.case, row.encoder, row.n_iterations, row.rule] = row
     rows = []
     with open(workdir / "results.jsonl", "a") as out:
         for case in cases:

@@ -5,6 +5,7 @@ The benchmarks run from a source checkout; their outputs are the repository's ``
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,16 @@ def emit(text: str, flush: bool = True) -> None:
     sys.stdout.write(text + "\n")
     if flush:
         sys.stdout.flush()
+
+
+def read_rows(path: Path, duration_s: float) -> list[dict]:
+    """The rows (one JSON object per line) an earlier run of a benchmark appended to ``path`` for recordings
+    of ``duration_s``, so that a stopped or extended run sorts only what is missing. Code changed between
+    the runs is not detected: resume only with the same checkout."""
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("duration_s") == duration_s]
 
 
 def commit(ref: str = "HEAD") -> str | None:

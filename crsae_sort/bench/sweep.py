@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .docs import DOC, emit, write_block
+from .docs import DOC, emit, read_rows, write_block
 from .sorters import _hardware, run_sorter_in_child, score
 
 #: label -> (SpikeInterface sorter name, parameters changed from its defaults)
@@ -65,15 +65,8 @@ def make_seed(work: Path, seed: int, duration_s: float) -> tuple[Path, Path, dic
 
 
 def finished_rows(work: Path, duration_s: float) -> dict:
-    """Rows an earlier run in ``work`` finished (``ROWS``, one JSON line each), by (seed, label), for this duration.
-
-    Code changed between the runs is not detected: resume only a sweep of the same checkout.
-    """
-    path = work / ROWS
-    if not path.exists():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(r["seed"], r["label"]): r for r in rows if r.get("duration_s") == duration_s}
+    """Rows an earlier run in ``work`` finished (``ROWS``) for this duration, by (seed, label)."""
+    return {(r["seed"], r["label"]): r for r in read_rows(work / ROWS, duration_s)}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -139,15 +132,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.report_only and not done:
         raise SystemExit(f"--report-only: no finished rows of {args.duration_s:g}-s recordings in {work / ROWS}")
     for seed in seeds:
-        if args.report_only:
-            for label in args.sorters:
-                if (seed, label) in done:
-                    report["rows"][label].append(done[seed, label])
-            continue
-        rec_folder, gt_folder, snrs = make_seed(work, seed, args.duration_s)
+        if not args.report_only:
+            rec_folder, gt_folder, snrs = make_seed(work, seed, args.duration_s)
         for label in args.sorters:
             if (seed, label) in done:
                 report["rows"][label].append(done[seed, label])
+                continue
+            if args.report_only:
                 continue
             name, params = SWEEP_SORTERS[label]
             load = os.getloadavg()[0]
