@@ -42,7 +42,7 @@ from .docs import emit, read_rows
 
 logger = logging.getLogger(__name__)
 
-ENCODERS = ("fista", "ista", "reweighted", "reweighted-candes", "learned-steps")
+ENCODERS = ("fista", "ista", "reweighted", "reweighted-candes", "learned-steps", "sista")
 ITERATIONS = (3, 5, 10, 20, 50)
 RULES = ("ae-ls", "ae-lasso", "dec")
 CASES = {"tetrode": (4, 6), "32ch": (32, 12)}   # channels, units

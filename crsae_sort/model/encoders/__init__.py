@@ -17,6 +17,7 @@ ENCODERS: dict[str, tuple[str, str]] = {
     "reweighted": ("reweighted", "Reweighted"),
     "reweighted-candes": ("reweighted_candes", "ReweightedCandes"),
     "learned-steps": ("learned_steps", "LearnedSteps"),
+    "sista": ("sista", "Sista"),
 }
 
 

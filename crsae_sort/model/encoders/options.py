@@ -46,10 +46,26 @@ class LearnedStepsOptions:
                                       "ALISTA's plain proximal-gradient layers).")
 
 
+@dataclass(frozen=True)
+class SistaOptions:
+    """SISTA (Wisdom et al. 2016): n_iterations steps per overlapping frame, warm-started by the previous frame."""
+    sista_frame_templates: float = _p(8.0, "encoder=sista: frame length in code samples, as a multiple of the "
+                                      "template length K.", "", 1.0, 1e4)
+    sista_hop_fraction: float = _p(0.5, "encoder=sista: hop between frames as a fraction of the frame (1 - the "
+                                   "overlap); every code sample gets n_iterations / sista_hop_fraction "
+                                   "iterations in all.", "", 0.0, 1.0, low_open=True)
+    sista_coupling: float = _p(0.0, "encoder=sista: lambda_2, the weight of the prior that a frame's "
+                               "reconstruction equals the previous frame's on their overlap (0: warm start "
+                               "only).", "", 0.0, 1e3)
+    sista_momentum: bool = _p(True, "encoder=sista: FISTA's momentum within each frame, restarted per frame "
+                              "(False: SISTA's plain ISTA steps).")
+
+
 ENCODER_OPTIONS: dict[str, type] = {
     "fista": FistaOptions,
     "ista": IstaOptions,
     "reweighted": ReweightedOptions,
     "reweighted-candes": ReweightedCandesOptions,
     "learned-steps": LearnedStepsOptions,
+    "sista": SistaOptions,
 }
