@@ -64,6 +64,19 @@ def test_keep_others_merges_earlier_cases_marked_with_their_run():
     assert "Not re-run" in text and "2026-11-25" in text and "--full" in text
 
 
+def test_keep_others_keeps_an_earlier_case_this_run_could_not_generate():
+    row = dict(sorter="crsae", status="failed", reason="timed out", version="1")
+    earlier = dict(command="python scripts/benchmark_sorters.py --full", commit="0ld0000", cases=[
+        dict(case="mearec_tetrode", duration_s=60.0, snrs={"0": 9.0}, results=[row])])
+    new = dict(command="python scripts/benchmark_sorters.py --full", commit="n3w0000", cases=[
+        dict(case="mearec_tetrode", duration_s=60.0, snrs={}, results=[], error="MEArec failed: hoc")])
+    (case,) = sorters.keep_other_cases(new, earlier)["cases"]
+    assert {k: v for k, v in case.items() if k not in ("kept_from", "not_rerun")} == earlier["cases"][0]
+    assert case["kept_from"]["commit"] == "0ld0000" and case["not_rerun"] == "MEArec failed: hoc"
+    text = "\n".join(case_markdown(case))
+    assert "could not generate it: MEArec failed: hoc" in text and "0ld0000" in text and "| crsae | 1 | failed: timed out" in text
+
+
 def test_keep_others_keeps_rows_of_sorters_this_run_left_out():
     row = dict(sorter="spykingcircus2", status="failed", reason="x", version="1")
     earlier = dict(command="python scripts/benchmark_sorters.py --cases 64ch", commit="0ld0000", cases=[

@@ -108,12 +108,16 @@ def score(gt_folder: Path, sorting_folder: Path, snrs: dict) -> dict:
 
 def keep_other_cases(report: dict, earlier: dict) -> dict:
     """``report`` plus what an ``earlier`` report has and it did not redo, each marked with its own run:
-    whole cases, and within a case both ran (same length), the rows of sorters this run left out."""
+    whole cases, and within a case both ran (same length), the rows of sorters this run left out. A case this
+    run could not generate (MEArec missing, say) keeps the earlier results, with why it was not re-run."""
     run = {k: earlier.get(k) for k in ("command", "commit", "date", "hardware", "load_before", "load_after")}
     old = {c["case"]: c for c in earlier.get("cases", [])}
     cases = []
     for case in report["cases"]:
         before = old.get(case["case"])
+        if case.get("error") and before and not before.get("error"):
+            cases.append(dict(before, kept_from=before.get("kept_from") or run, not_rerun=case["error"]))
+            continue
         if before and before["duration_s"] == case["duration_s"] and not case.get("error"):
             done = {r["sorter"] for r in case["results"]}
             rows = [dict(r, kept_from=r.get("kept_from") or before.get("kept_from") or run)

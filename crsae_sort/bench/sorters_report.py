@@ -73,7 +73,8 @@ def _run_text(run: dict) -> str:
 def _kept_line(case: dict) -> list[str]:
     """For a case kept from an earlier run: which run."""
     run = case.get("kept_from")
-    return [f"*Not re-run: from {_run_text(run)}.*", ""] if run else []
+    why = f" (this run could not generate it: {case['not_rerun']})" if case.get("not_rerun") else ""
+    return [f"*Not re-run{why}: from {_run_text(run)}.*", ""] if run else []
 
 
 def plot(cases: list[dict], path: Path) -> None:
