@@ -65,7 +65,8 @@ class InitParams:
     max_templates: int = _p(24, "Upper bound on the automatic number of templates per clustering neighbourhood: "
                             "the whole probe for init_method=global, each spatial bin for local (so the total "
                             "grows with the probe).", "", 1, 512)
-    template_ms_before: float = _p(0.6, "Template length before its peak.", "ms", 0.05, 10.0)
+    template_ms_before: float = _p(1.0, "Template length before its peak (covers the positive pre-phase that many "
+                                   "biophysical waveforms have up to 1 ms before the trough).", "ms", 0.05, 10.0)
     template_ms_after: float = _p(1.4, "Template length after its peak.", "ms", 0.1, 20.0)
     merge_similarity: float = _p(0.9, "Clusters are merged when their templates' best-lag cosine similarity "
                                  "exceeds this and their amplitudes are within merge_amplitude_ratio.", "", 0.5, 1.0)
