@@ -6,7 +6,8 @@ and the residual keeps only the difference of their shapes. The evidence is in t
 atom's own spikes. For each atom ``c``, the snippets ``y[:, p : p + K]`` ``(M, K)`` at its code
 positions ``p`` (the read-out's spikes on the growth slices) are clustered as the initial dictionary
 clusters peaks (PCA, HDBSCAN: :func:`~crsae_sort.init_dictionary.cluster_snippets`); when that finds
-one shape, by the modes of their amplitude along the atom (:func:`amplitude_modes`). Clusters of at
+one shape, or only one group that passes the checks below, by the modes of their amplitude along the
+atom (:func:`amplitude_modes`). Clusters of at
 least ``grow_min_spikes`` snippets whose peaks (each snippet's, noise included, as the detector sees a
 spike) reach ``detect_threshold`` in the median, and with at most ``grow_max_isi_violations`` of
 refractory violations, are merged back by the initial dictionary's own rule (same shape *and*
@@ -55,17 +56,21 @@ def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tupl
         def independent(a, b):
             return _independent(where[a], where[b], fs, seconds, read_out_ms)
 
-        groups = _merged_groups(snippets, [labels == u for u in np.unique(labels) if u >= 0], params, independent)
-        if len(groups) < 2:  # one shape: units of the same shape can still differ in amplitude (kept apart
-            groups = amplitude_modes(snippets, existing[c].T, params.run.seed)  # only if their trains are independent)
         # a child's spikes reach the detection threshold as the detector sees spikes: the median over its
         # snippets of each one's peak (noise included), not the peak of its median template
         peaks = np.abs(snippets).max(axis=(1, 2))
-        children = [m for m in groups if m.sum() >= g.grow_min_spikes
-                    and np.median(peaks[m]) >= params.init.detect_threshold
-                    and isi_violations(where[m], fs) <= g.grow_max_isi_violations]
-        children.sort(key=lambda m: -m.sum())
-        children = children[:1] + [m for m in children[1:] if independent(children[0], m)]
+
+        def units(groups):  # the groups that can be units, largest first; the others independent of it
+            out = sorted((m for m in groups if m.sum() >= g.grow_min_spikes
+                          and np.median(peaks[m]) >= params.init.detect_threshold
+                          and isi_violations(where[m], fs) <= g.grow_max_isi_violations), key=lambda m: -m.sum())
+            return out[:1] + [m for m in out[1:] if independent(out[0], m)]
+
+        children = units(_merged_groups(snippets, [labels == u for u in np.unique(labels) if u >= 0], params,
+                                        independent))
+        if len(children) < 2:  # one shape (or only one group that can be a unit): units of the same shape can
+            # still differ in amplitude (kept apart only if their trains are independent)
+            children = units(amplitude_modes(snippets, existing[c].T, params.run.seed))
         medians = np.stack([np.median(snippets[m], axis=0) for m in children]) if children else snippets[:0]
         kept = _not_duplicates(medians, existing, c, params)
         if len(children) < 2 or kept[:1] != [0] or len(kept) < 2:

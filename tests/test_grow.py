@@ -234,3 +234,39 @@ def test_groups_of_one_shape_stay_apart_only_when_their_trains_are_independent()
     params = SortParams()
     assert len(_merged_groups(snippets, halves, params)) == 1
     assert len(_merged_groups(snippets, halves, params, independent=lambda a, b: True)) == 2
+
+
+def test_split_falls_back_to_amplitude_modes_when_one_shape_group_is_left(monkeypatch):
+    """The snippets' clustering finds one big group and a small one that cannot be a unit (noise, fewer than
+    grow_min_spikes): that is one shape, so the amplitude modes decide, and two independent units of one
+    shape and different amplitudes coded by one atom are split."""
+    import crsae_sort.split as split
+    from crsae_sort.params import SortParams
+
+    fs, seconds, k = 15000.0, 20.0, 36
+    rng = np.random.default_rng(3)
+    shape = np.zeros((k, 4))
+    shape[10:14, 0] = [-3.0, -8.0, -5.0, -1.0]
+    shape[10:14, 1] = [-1.0, -3.0, -2.0, -0.5]
+    shape /= np.linalg.norm(shape)
+    length = int(fs * seconds)
+    trains = [_refractory_train(rng, 350, length - k, 60) for _ in range(2)]
+    traces = rng.standard_normal((4, length))
+    for amp, train in zip((14.0, 24.0), trains):
+        for t in train:
+            traces[:, t: t + k] += amp * shape.T
+    both = np.sort(np.concatenate(trains))
+    positions = both[np.concatenate([[True], np.diff(both) >= 15])]  # one code peak per refractory_ms
+    noise = rng.choice(np.setdiff1d(np.arange(0, length - k, 97), np.concatenate([both + d for d in range(-k, k)])),
+                       10, replace=False)                            # 10 code peaks on noise alone:
+    positions = np.concatenate([positions, noise])                   # a group too small and too weak to be a
+    codes = [(positions, np.zeros(len(positions), np.int64))]        # unit, and unlike the rest (not merged)
+    labels = np.zeros(len(positions), np.int64)
+    labels[-10:] = 1
+    monkeypatch.setattr(split, "cluster_snippets", lambda snippets, p, seed: labels)
+    found = split.find_splits(18.0 * shape.T[None], [traces], codes, SortParams(), fs, seconds)
+    assert list(found) == [0] and len(found[0]) == 2
+    sizes = sorted(ev.n_spikes for ev, _ in found[0])
+    assert abs(sizes[0] - len(trains[0])) <= 30 and abs(sizes[1] - len(trains[1])) <= 30
+    for _, child in found[0]:   # both children have the shape
+        assert float(np.sum(child * shape.T)) > 0.95
