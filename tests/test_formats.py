@@ -42,7 +42,7 @@ def test_locust_tetrode_as_raw_binary(tmp_path):
     assert summary["duration_s"] == pytest.approx(431548 / 15000)
     assert len(summary["units"]) >= 3  # a well-isolated, busy recording
     tpl = np.load(tmp_path / "locust" / "templates.npy")
-    assert tpl.shape[1:] == (30, 4)
+    assert tpl.shape[1:] == (36, 4)  # template_ms_before + template_ms_after = 1.0 + 1.4 ms at 15 kHz
     # channel 4 is nearly silent on this tetrode: no template peaks there
     assert np.all(np.abs(tpl).max(axis=1).argmax(axis=1) != 3)
 
