@@ -23,7 +23,8 @@ before ``a_t`` are final (the past) and their tails are subtracted from the fram
 T = ``n_iterations`` steps per frame (FISTA's momentum restarted in each frame with
 ``sista_momentum``, else SISTA's ISTA steps). A code sample is final once the next frame starts
 past it, so every code sample gets ``T / sista_hop_fraction`` iterations in all (the work per
-sample); the encoder's output ``(batch, C, N - K + 1)`` is the codes as each left its last frame.
+sample; those of the first hop and past the last full hop fewer, down to T); the encoder's output
+``(batch, C, N - K + 1)`` is the codes as each left its last frame.
 
 Statistically, ``lambda_2`` is the precision (in noise units) of the Gaussian prior that this
 frame's signal estimate equals the previous frame's on the overlap: 0 makes each frame an
@@ -105,7 +106,7 @@ class Sista(Encoder):
         frame, hop = self.frame_and_hop(k)
         coupling = float(self.options.sista_coupling)
         done: list[torch.Tensor] = []      # final codes, consecutive pieces from 0
-        n_done, prev, prev_a, prev_end = 0, None, 0, 0
+        prev, prev_a, prev_end = None, 0, 0
         for a, b in frame_bounds(n_codes, frame, hop):
             y_t = y[..., a: b + k - 1]
             if a > 0 and k > 1:  # the tails of the final codes in [a - K + 1, a) reach into this frame's first K - 1 samples
@@ -128,10 +129,8 @@ class Sista(Encoder):
             last = b == n_codes
             keep = (b if last else a + hop) - a
             done.append(x[..., :keep])
-            n_done = a + keep
             prev, prev_a, prev_end = x, a, b
-        assert n_done == n_codes
-        return torch.cat(done, -1)
+        return torch.cat(done, -1)  # the frames' bounds end at n_codes, so the pieces cover every code sample
 
     def extra_repr(self) -> str:
         o = self.options
