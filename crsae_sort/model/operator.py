@@ -121,11 +121,16 @@ def lipschitz_bound(dictionary: torch.Tensor, n_fft: int | None = None) -> torch
     supremum is taken over ``n_fft >= 16 K`` frequencies with an exact Hermitian eigen-solve of
     the smaller Gram matrix (``min(M, C)`` square). Power iteration on ``H^T H`` would
     approach ``||H||^2`` from below, for one signal length only; this bound holds for every
-    length. A 0.5 % margin covers the gap between the grid and the continuous supremum.
+    length. A 0.5 % margin covers the gap between the grid and the continuous supremum. The
+    spectra and eigen-solves run in the dictionary's precision (float32 for the model's atoms: half
+    the time of float64 on the CPU, where training recomputes L after every step; its relative
+    rounding of ``lambda_max``, about 1e-7, the margin dwarfs), float64 for a float64 dictionary.
     Computed on the dictionary's device, so on a GPU it costs no host round trip.
     """
     with torch.no_grad():
-        d = dictionary.detach().to(torch.float64)
+        d = dictionary.detach()
+        if d.dtype not in (torch.float32, torch.float64):
+            d = d.to(torch.float32)
         n_atoms, n_channels, k = d.shape
         n_fft = n_fft or max(1024, 16 * k)
         spec = torch.fft.rfft(d, n=n_fft, dim=-1).permute(2, 1, 0)  # (F, M, C)
@@ -133,7 +138,7 @@ def lipschitz_bound(dictionary: torch.Tensor, n_fft: int | None = None) -> torch
             gram = spec @ spec.conj().transpose(1, 2)
         else:
             gram = spec.conj().transpose(1, 2) @ spec
-        return torch.linalg.eigvalsh(gram)[:, -1].max() * 1.005
+        return torch.linalg.eigvalsh(gram)[:, -1].max().to(torch.float64) * 1.005
 
 
 def lipschitz_constant(dictionary: torch.Tensor, n_fft: int | None = None) -> float:
