@@ -38,11 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.encoders import encoder_names
 from .docs import emit, read_rows
 
 logger = logging.getLogger(__name__)
 
-ENCODERS = ("fista", "ista", "reweighted", "reweighted-candes", "learned-steps", "sista")
+ENCODERS = tuple(encoder_names())  # every registered encoder, fista first
 ITERATIONS = (3, 5, 10, 20, 50)
 RULES = ("ae-ls", "ae-lasso", "dec")
 CASES = {"tetrode": (4, 6), "32ch": (32, 12)}   # channels, units

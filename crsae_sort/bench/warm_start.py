@@ -53,20 +53,13 @@ class Row:
 
 
 def spike_agreement(a, b, tolerance: int = 1) -> float:
-    """``2 matched / (n_a + n_b)``: spikes of the same template within ``tolerance`` samples, matched one to
-    one in time order (``a``, ``b``: :class:`crsae_sort.infer.Spikes` of one segment)."""
-    matched = 0
-    for unit in np.union1d(a.unit_index, b.unit_index):
-        ta = np.sort(a.sample_index[a.unit_index == unit])
-        tb = np.sort(b.sample_index[b.unit_index == unit])
-        i = j = 0
-        while i < len(ta) and j < len(tb):
-            if abs(ta[i] - tb[j]) <= tolerance:
-                matched, i, j = matched + 1, i + 1, j + 1
-            elif ta[i] < tb[j]:
-                i += 1
-            else:
-                j += 1
+    """``2 matched / (n_a + n_b)``: spikes of the same template within ``tolerance`` samples, paired one to
+    one (:func:`crsae_sort.bench.real_scoring.match`; ``a``, ``b``: :class:`crsae_sort.infer.Spikes` of one
+    segment)."""
+    from .real_scoring import match
+
+    matched = sum(len(match(a.sample_index[a.unit_index == unit], b.sample_index[b.unit_index == unit],
+                            tolerance)[0]) for unit in np.union1d(a.unit_index, b.unit_index))
     total = len(a.sample_index) + len(b.sample_index)
     return 2.0 * matched / total if total else 1.0
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ..operator import as_operator
 from ..prox import shrink
 from .base import Encoder, zero_codes
+from .fista import proximal_gradient_step
 from .layers import accelerated
 from .options import SistaOptions
 
@@ -64,10 +65,10 @@ def frame_step(y_t: torch.Tensor, r_t: torch.Tensor, overlap: torch.Tensor, op, 
     y_t, r_t: ``(batch, M, n + K - 1)``; overlap ``o``: ``(n + K - 1,)`` of 0/1; s: ``(batch, C, n)``;
     bias ``(C,)`` and step already divided by ``L' = (1 + lambda_2) L``.
     """
+    if coupling <= 0:  # no prior: FISTA's own step on the frame
+        return proximal_gradient_step(y_t, s, op, bias, step, positive)
     hs = op.H(s)
-    residual = y_t - hs
-    if coupling > 0:
-        residual = residual + coupling * overlap * (r_t - hs)
+    residual = (y_t - hs) + coupling * overlap * (r_t - hs)
     return shrink(s + step * op.H_adjoint(residual), bias, positive)
 
 
