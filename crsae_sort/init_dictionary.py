@@ -182,29 +182,33 @@ def detect_and_cut(recording, slices, threshold: float, n_before: int,
                    n_after: int) -> tuple[np.ndarray, np.ndarray]:
     """Snippets ``(n_peaks, n_before + n_after, n_channels)`` around negative peaks of the ``slices``
     ``[(segment, start, end), ...]``, and where each peak is: ``(n_peaks, 2)`` int64 rows of (slice
-    index, sample within the slice's segment)."""
-    from spikeinterface.sortingcomponents.peak_detection import detect_peaks
+    index, sample within the slice's segment).
 
-    method = "locally_exclusive"
-    kwargs = dict(peak_sign="neg", detect_threshold=threshold, exclude_sweep_ms=0.5, radius_um=100.0,
-                  noise_levels=np.ones(recording.get_num_channels(), dtype="float32"))
-    peaks = detect_peaks(recording, method=method, method_kwargs=kwargs, pipeline_kwargs=dict(slices=slices),
-                         job_kwargs=dict(n_jobs=1, progress_bar=False))
+    Peaks are locally exclusive (:func:`crsae_sort.peaks.locally_exclusive`: one per spike within
+    100 µm and 0.5 ms); the data has unit noise, so ``threshold`` is in noise
+    standard deviations.
+    """
+    from spikeinterface.core import get_channel_distances
+
+    from .peaks import DETECT_RADIUS_UM, DETECT_SWEEP_MS, locally_exclusive
+
+    n_channels = recording.get_num_channels()
+    neighbours = get_channel_distances(recording) <= DETECT_RADIUS_UM
+    thresholds = np.full(n_channels, threshold, dtype=np.float32)
+    sweep = int(DETECT_SWEEP_MS * recording.get_sampling_frequency() / 1000.0)
+    window = np.arange(-n_before, n_after)
     out, where = [], []
     for i, (seg, start, end) in enumerate(slices):
-        sel = peaks[(peaks["segment_index"] == seg) & (peaks["sample_index"] >= start + n_before)
-                    & (peaks["sample_index"] < end - n_after)]
-        if len(sel) == 0:
+        traces = np.asarray(recording.get_traces(segment_index=seg, start_frame=start, end_frame=end), np.float32)
+        idx, _ = locally_exclusive(traces, thresholds, sweep, neighbours)
+        idx = idx[(idx >= n_before) & (idx < len(traces) - n_after)]
+        if len(idx) == 0:
             continue
-        traces = recording.get_traces(segment_index=seg, start_frame=start, end_frame=end)
-        idx = sel["sample_index"] - start
-        window = np.arange(-n_before, n_after)
         out.append(traces[idx[:, None] + window[None, :], :])
-        where.append(np.stack([np.full(len(sel), i), sel["sample_index"]], axis=1).astype(np.int64))
+        where.append(np.stack([np.full(len(idx), i), start + idx], axis=1).astype(np.int64))
     if not out:
-        return (np.zeros((0, n_before + n_after, recording.get_num_channels()), dtype=np.float32),
-                np.zeros((0, 2), np.int64))
-    return np.concatenate(out).astype(np.float32), np.concatenate(where)
+        return np.zeros((0, n_before + n_after, n_channels), dtype=np.float32), np.zeros((0, 2), np.int64)
+    return np.concatenate(out), np.concatenate(where)
 
 
 def _strongest_negative_peak(recording, slices) -> float:

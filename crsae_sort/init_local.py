@@ -22,8 +22,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-DETECT_RADIUS_UM = 100.0     # locally exclusive detection: one peak per spike within this radius
-EXCLUDE_SWEEP_MS = 0.5
 MAX_PEAKS_PER_BIN = 5000     # a bin's clustering sees at most this many peaks (random subset)
 MAX_TEMPLATE_SPIKES = 300    # spikes averaged per template on the channels outside its neighbourhood
 TRACE_CACHE_BYTES = 256 * 2**20  # slices kept in memory between the two passes; the rest are read again
@@ -72,14 +70,14 @@ def detect_local(recording, slices, threshold: float, n_before: int, n_after: in
                  hoods: Neighbourhoods) -> LocalPeaks:
     """Negative peaks (locally exclusive) of each slice, read once, and their snippets per bin."""
     from spikeinterface.core import get_channel_distances
-    from spikeinterface.sortingcomponents.peak_detection.locally_exclusive import (
-        detect_peaks_numba_locally_exclusive_on_chunk as detect)
+
+    from .peaks import DETECT_RADIUS_UM, DETECT_SWEEP_MS, locally_exclusive
 
     fs = recording.get_sampling_frequency()
     n_channels = recording.get_num_channels()
     neighbours = get_channel_distances(recording) <= DETECT_RADIUS_UM
     thresholds = np.full(n_channels, threshold, dtype=np.float32)
-    sweep = int(EXCLUDE_SWEEP_MS * fs / 1000.0)
+    sweep = int(DETECT_SWEEP_MS * fs / 1000.0)
     window = np.arange(-n_before, n_after)
     n_bins = len(hoods.channels)
     where, cuts, cached, cached_bytes = [], [[] for _ in range(n_bins)], {}, 0
@@ -87,7 +85,7 @@ def detect_local(recording, slices, threshold: float, n_before: int, n_after: in
         traces = recording.get_traces(segment_index=seg, start_frame=start, end_frame=end).astype(np.float32)
         if cached_bytes + traces.nbytes <= TRACE_CACHE_BYTES:
             cached[s], cached_bytes = traces, cached_bytes + traces.nbytes
-        samples, chans = detect(traces, "neg", thresholds, sweep, neighbours)
+        samples, chans = locally_exclusive(traces, thresholds, sweep, neighbours)
         keep = (samples >= n_before) & (samples < len(traces) - n_after)
         samples, chans = samples[keep], chans[keep]
         bins = hoods.bin_of_channel[chans]

@@ -125,7 +125,8 @@ class TrainParams:
                                       "and reweighted-candes have none). On the demo tetrode, learned-steps at "
                                       "T=12 scored 0.983 with 0.1 and 0.946 with 0.02.", "", 0.0, 1.0)
     patience: int = _p(2, "Stop after this many evaluations without held-out improvement.", "", 1, 1000)
-    eval_every: int = _p(10, "Mini-batches between held-out evaluations.", "", 1, 100000)
+    eval_every: int = _p(5, "Mini-batches between held-out evaluations (with patience, the fewest steps "
+                         "training runs when it never improves on the initial dictionary).", "", 1, 100000)
 
 
 @dataclass(frozen=True)
