@@ -8,6 +8,9 @@ iteration). Writes the table into docs/benchmarks.md between the SPEED markers.
     python scripts/benchmark_speed.py                   # quick: 1 and 5 min, 3 repeats each
     python scripts/benchmark_speed.py --full            # adds 20 min
     python scripts/benchmark_speed.py --memory          # 1, 10 and 60 min, once each: memory vs length
+    python scripts/benchmark_speed.py --memory --case np1_384 --durations-min 2 6
+                         # the Neuropixels 1.0 case (384 channels, 120 units), generated lazily (never
+                         # written to disk, so an hour fits): memory vs length (MEMORY_NP1 table)
 """
 from __future__ import annotations
 
@@ -53,16 +56,40 @@ emit(json.dumps(dict(wall_s=wall, stages=result.summary.seconds, peak_mb=peak_mb
 """
 
 
-def make_recording(folder: Path, duration_s: float, seed: int = 1):
-    """The demo's ground-truth tetrode of ``duration_s``, saved once into ``folder``; its two folders."""
+CASES = {
+    "tetrode": "`generate_ground_truth_recording`, tetrode, 30 kHz, 6 units (one at SNR < 1), seed 1, saved as a "
+               "binary folder",
+    "np1_384": "`generate_ground_truth_recording`, Neuropixels 1.0 bank 0 (384 channels), 30 kHz, 120 units, seed 6 "
+               "(the sorter comparison's np1_384 case), generated lazily in the sorting process (never written "
+               "to disk)",
+}
+
+
+def make_recording(folder: Path, duration_s: float, seed: int = 1, case: str = "tetrode"):
+    """The case's ground truth of ``duration_s``, made once in ``folder``: the recording (a binary folder;
+    for ``np1_384`` a pickle of the lazy generator, so any length fits) and the ground-truth sorting folder."""
     from ..demo import ground_truth_tetrode
 
-    rec_folder, gt_folder = folder / f"rec_{int(duration_s)}s", folder / f"gt_{int(duration_s)}s"
-    if not rec_folder.exists():
-        rec, gt = ground_truth_tetrode(duration_s, seed)
-        rec.save(folder=rec_folder, n_jobs=1, progress_bar=False)
+    tag = "" if case == "tetrode" else f"{case}_"
+    rec_path, gt_folder = folder / f"{tag}rec_{int(duration_s)}s", folder / f"{tag}gt_{int(duration_s)}s"
+    if case == "np1_384":
+        rec_path = rec_path.with_suffix(".pkl")
+    if not gt_folder.exists():
+        if case == "np1_384":
+            from spikeinterface.core import generate_ground_truth_recording
+
+            from .sorters_cases import CASES as SORTER_CASES, make_probe
+
+            num_channels, _, num_units, seed = SORTER_CASES[case]
+            rec, gt = generate_ground_truth_recording(durations=[duration_s], sampling_frequency=30000.0,
+                                                      num_channels=num_channels, num_units=num_units,
+                                                      probe=make_probe(num_channels), seed=seed)
+            rec.dump_to_pickle(rec_path)
+        else:
+            rec, gt = ground_truth_tetrode(duration_s, seed)
+            rec.save(folder=rec_path, n_jobs=1, progress_bar=False)
         gt.save(folder=gt_folder)
-    return rec_folder, gt_folder
+    return rec_path, gt_folder
 
 
 def run_once(rec_folder: Path, gt_folder: Path, out: Path) -> dict:
@@ -92,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="also 20 minutes")
     ap.add_argument("--memory", action="store_true", help="1, 10 and 60 minutes once each (MEMORY table)")
+    ap.add_argument("--case", choices=sorted(CASES), default="tetrode", help="the ground truth (default: tetrode)")
+    ap.add_argument("--durations-min", type=float, nargs="+", default=None,
+                    help="recording lengths in minutes, instead of the mode's own")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="where recordings are generated (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
@@ -100,10 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     marker = "SPEED"
     if args.memory:
         durations, args.repeats, marker = [60.0, 600.0, 3600.0], 1, "MEMORY"
+    if args.case != "tetrode":
+        marker += "_NP1"
+    if args.durations_min:
+        durations = [60.0 * m for m in args.durations_min]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_bench_"))
     rows, notes = [], []
     for duration in durations:
-        rec_folder, gt_folder = make_recording(work, duration)
+        rec_folder, gt_folder = make_recording(work, duration, case=args.case)
         repeats = args.repeats if duration <= 300 else 1
         runs = [run_once(rec_folder, gt_folder, work / "out") for _ in range(repeats)]
         wall = statistics.median(r["wall_s"] for r in runs)
@@ -126,8 +160,7 @@ def main(argv: list[str] | None = None) -> None:
               ["| recording | repeats | wall s | x real time | preprocess s | init s | train s | grow s | inference s | "
                "export s | peak MB | accuracy (SNR >= 5) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"])
     table = "\n".join([
-        f"Hardware: {hardware()}. Ground truth: `generate_ground_truth_recording`, tetrode, 30 kHz, "
-        "6 units (one at SNR < 1), seed 1, saved as a binary folder. Median over repeats, each sort in a "
+        f"Hardware: {hardware()}. Ground truth: {CASES[args.case]}. Median over repeats, each sort in a "
         "fresh process; peak memory is that process's maximum resident set.", "",
         *header, *rows, "", *([] if args.memory else [f"- {n}" for n in notes])])
     emit(table)
