@@ -33,7 +33,7 @@ class Preprocessed:
     recording: object          # SpikeInterface recording, unit noise, float32
     filtered_uv: object        # band-passed (and referenced) recording in µV
     to_model: np.ndarray       # A, (n_channels, n_channels): y = x @ A
-    noise_uv: np.ndarray       # per-channel noise of ``filtered_uv`` (MAD), (n_channels,)
+    noise_uv: np.ndarray       # per-channel noise (MAD) of the band-passed µV traces before motion correction, (n_channels,)
     decimation: int            # model sample i is recording sample i * decimation
     motion_preset: str | None = None       # correct_motion preset applied, None when off
     max_displacement_um: float | None = None  # largest estimated drift, when motion was corrected
@@ -68,16 +68,16 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
         filtered = _hold_in_memory(rec, params.cache_mb * q / (q + 1))
         if filtered is not None:
             rec = filtered
-        # cached on the recording, where correct_motion's peak detection finds it instead of estimating again
-        sc.get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=random_kwargs, **_QUIET)
-        rec, max_displacement_um = _correct_motion(rec, preset)
-    filtered_uv = rec
-    noise_uv = sc.get_noise_levels(filtered_uv, return_in_uV=False, random_slices_kwargs=random_kwargs,
-                                **_QUIET)
+    # the noise of the band-passed µV traces, before motion interpolation (which at zero displacement is the
+    # identity); cached on the recording, where correct_motion's peak detection finds it instead of estimating
+    noise_uv = sc.get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=random_kwargs, **_QUIET)
     if np.any(noise_uv <= 0):
         dead = np.flatnonzero(noise_uv <= 0).tolist()
         raise InputError(f"channel(s) {dead} carry no signal after filtering (dead or constant); remove them "
                          "with recording.remove_channels(...) before sorting")
+    if preset is not None:
+        rec, max_displacement_um = _correct_motion(rec, preset)
+    filtered_uv = rec
     mode = "off"
     if params.whiten:
         mode = whitening_mode(rec, params.whitening_radius_um)

@@ -102,10 +102,19 @@ def drifting(num_channels: int, num_units: int, duration_s: float, seed: int):
     return rec, gt
 
 
+def generated(case: str, duration_s: float):
+    """A case of SpikeInterface's seeded generator (not MEArec, not drifting): the lazy recording and sorting."""
+    from spikeinterface.core import generate_ground_truth_recording
+
+    num_channels, _, num_units, seed = CASES[case]
+    return generate_ground_truth_recording(durations=[duration_s], sampling_frequency=30000.0,
+                                           num_channels=num_channels, num_units=num_units,
+                                           probe=make_probe(num_channels), seed=seed)
+
+
 def make_case(work: Path, case: str, duration_s: float) -> tuple[Path, Path, dict]:
     """Generate a case once, saved as a binary folder; returns its folders and the GT units' SNRs."""
     import spikeinterface as si
-    from spikeinterface.core import generate_ground_truth_recording
 
     from ..demo import unit_snrs
 
@@ -119,9 +128,7 @@ def make_case(work: Path, case: str, duration_s: float) -> tuple[Path, Path, dic
         elif case.startswith("drift"):
             rec, gt = drifting(num_channels, num_units, duration_s, seed)
         else:
-            rec, gt = generate_ground_truth_recording(durations=[duration_s], sampling_frequency=30000.0,
-                                                      num_channels=num_channels, num_units=num_units,
-                                                      probe=make_probe(num_channels), seed=seed)
+            rec, gt = generated(case, duration_s)
         rec = rec.save(folder=rec_folder, n_jobs=1, progress_bar=False)
         gt.save(folder=gt_folder)
         snr_file.write_text(json.dumps(unit_snrs(rec, si.load(gt_folder))))

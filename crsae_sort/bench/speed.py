@@ -39,9 +39,10 @@ threading.Thread(target=sample, daemon=True).start()
 import spikeinterface as si
 from crsae_sort import sort
 from crsae_sort.bench.docs import emit
+from crsae_sort.bench.speed import load_recording
 from crsae_sort.demo import score
 rec_folder, out, gt_folder = sys.argv[1:4]
-rec = si.load(rec_folder)
+rec = load_recording(rec_folder)
 t0 = time.perf_counter()
 result = sort(rec, out, overwrite=True, progress=False)
 wall = time.perf_counter() - t0
@@ -67,29 +68,45 @@ CASES = {
 
 def make_recording(folder: Path, duration_s: float, seed: int = 1, case: str = "tetrode"):
     """The case's ground truth of ``duration_s``, made once in ``folder``: the recording (a binary folder;
-    for ``np1_384`` a pickle of the lazy generator, so any length fits) and the ground-truth sorting folder."""
+    for ``np1_384`` a JSON note from which :func:`load_recording` regenerates it lazily, so any length
+    fits) and the ground-truth sorting folder."""
     from ..demo import ground_truth_tetrode
 
     tag = "" if case == "tetrode" else f"{case}_"
     rec_path, gt_folder = folder / f"{tag}rec_{int(duration_s)}s", folder / f"{tag}gt_{int(duration_s)}s"
-    if case == "np1_384":
-        rec_path = rec_path.with_suffix(".pkl")
+    if case != "tetrode":
+        rec_path = rec_path.with_suffix(LAZY)
     if not gt_folder.exists():
-        if case == "np1_384":
-            from spikeinterface.core import generate_ground_truth_recording
-
-            from .sorters_cases import CASES as SORTER_CASES, make_probe
-
-            num_channels, _, num_units, seed = SORTER_CASES[case]
-            rec, gt = generate_ground_truth_recording(durations=[duration_s], sampling_frequency=30000.0,
-                                                      num_channels=num_channels, num_units=num_units,
-                                                      probe=make_probe(num_channels), seed=seed)
-            rec.dump_to_pickle(rec_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        if case != "tetrode":
+            spec = dict(case=case, duration_s=duration_s)
+            _, gt = _lazy_case(spec)
+            rec_path.write_text(json.dumps(spec))
         else:
             rec, gt = ground_truth_tetrode(duration_s, seed)
             rec.save(folder=rec_path, n_jobs=1, progress_bar=False)
         gt.save(folder=gt_folder)
     return rec_path, gt_folder
+
+
+LAZY = ".lazy.json"
+
+
+def load_recording(path: str | Path):
+    """The recording ``make_recording`` made: a saved folder, or regenerated from a ``.lazy.json`` note."""
+    path = str(path)
+    if path.endswith(LAZY):
+        return _lazy_case(json.loads(Path(path).read_text()))[0]
+    import spikeinterface as si
+
+    return si.load(path)
+
+
+def _lazy_case(spec: dict):
+    """The sorter comparison's case ``spec['case']`` (SpikeInterface's seeded generator), lazily, and its sorting."""
+    from .sorters_cases import generated
+
+    return generated(spec["case"], spec["duration_s"])
 
 
 def run_once(rec_folder: Path, gt_folder: Path, out: Path) -> dict:
