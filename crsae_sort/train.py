@@ -3,7 +3,7 @@
 Each mini-batch ``y`` ``(batch, M, N)`` takes two steps (the two-stage M-step of Tolooshams et
 al. 2020):
 
-1. dictionary: ``z_T = Encoder_T(y)``; Adam step on the dictionary-gradient rule's loss
+1. dictionary: ``z_T = Encoder_T(y)``; Adam step (:mod:`crsae_sort.optim`) on the dictionary-gradient rule's loss
    (:mod:`crsae_sort.model.gradients`; by default ``1/2 ||y - H z_T||^2`` backpropagated through
    the unrolled encoder); every atom renormalised to unit norm; ``L`` recomputed. An encoder
    with its own weights (``reweighted``, ``learned-steps``) steps them in the same Adam step, on
@@ -31,6 +31,7 @@ from .model.crsae import CRsAE
 from .model.gradients import encoder_loss, get_dictionary_gradient
 from .model.losses import gamma_prior, lambda_loss, reconstruction_loss, universal_lambda
 from .oom import run_in_parts
+from .optim import Adam
 from .params import SortParams, TrainParams
 
 logger = logging.getLogger(__name__)
@@ -134,8 +135,8 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     learned = [p for p in model.encoder.parameters() if p.requires_grad]
     if learned:  # an encoder's own weights (reweighted, learned-steps) step with the dictionary
         groups.append(dict(params=learned, lr=params.encoder_learning_rate))
-    opt_dict = torch.optim.Adam(groups)
-    opt_lam = torch.optim.Adam([model.log_lambda], lr=params.lambda_learning_rate)
+    opt_dict = Adam(groups)
+    opt_lam = Adam([model.log_lambda], lr=params.lambda_learning_rate)
     batch = min(params.batch_size, len(train_set))
     n_batches = len(train_set) // batch  # full batches only: N_e is the same in every lambda step
     n_e = batch * (windows.shape[-1] - model.dictionary.shape[-1] + 1)  # code samples per mini-batch

@@ -133,3 +133,30 @@ def test_training_shorter_than_one_evaluation_keeps_what_it_learned():
     # a random dictionary on noise learns something in 4 steps: the evaluated, better state is kept
     assert result.history[1]["val_loss"] < result.history[0]["val_loss"]
     assert result.best_step == 4 and not torch.equal(model.dictionary, start)
+
+
+def test_adam_matches_torch_optim():
+    """crsae_sort.optim.Adam takes torch.optim.Adam's steps (two groups, two learning rates), and its
+    state round-trips through state_dict."""
+    from crsae_sort.optim import Adam
+
+    gen = torch.Generator().manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(4, 3, generator=gen)), torch.nn.Parameter(torch.randn(5, generator=gen))]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = Adam([dict(params=[ours[0]], lr=0.01), dict(params=[ours[1]], lr=0.1)])
+    opt_ref = torch.optim.Adam([dict(params=[ref[0]], lr=0.01), dict(params=[ref[1]], lr=0.1)])
+    for step in range(6):
+        if step == 3:  # resume from a state_dict in a fresh optimizer
+            blob = opt.state_dict()
+            opt = Adam([dict(params=[ours[0]], lr=1.0), dict(params=[ours[1]], lr=1.0)])
+            opt.load_state_dict(blob)
+        target = torch.randn(4, 3, generator=gen)
+        for params, o in ((ours, opt), (ref, opt_ref)):
+            o.zero_grad()
+            loss = ((params[0] - target) ** 2).sum() + params[1].abs().sum() * (step + 1)
+            loss.backward()
+            o.step()
+        for a, b in zip(ours, ref):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="does not match"):
+        Adam([ours[0]]).load_state_dict(blob)

@@ -20,7 +20,8 @@ from ..errors import InputError, option
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_FORMAT = 2  # version of the files in it (init.pt, trained.pt, training.pt); others are refused
+CHECKPOINT_FORMAT = 3  # version of the files in it (init.pt, trained.pt, training.pt); others are refused
+# (3: the optimizers are crsae_sort.optim.Adam)
 
 
 def partial_path(target: Path) -> Path:
