@@ -189,18 +189,23 @@ def merge_nearby(templates: np.ndarray, sizes: list[int], locations: np.ndarray,
     As the global path's greedy merge (best-lag cosine similarity above ``threshold``, norms
     within ``max_ratio``, the larger cluster's template kept; lags at ``1 / upsample`` sample),
     but only pairs whose peak channels lie within ``radius_um`` are compared, so the cost grows with the number of templates, not
-    its square. Taking pairs in decreasing similarity and skipping any whose member was already
-    merged away is the same greedy order as merging the most similar remaining pair each time.
+    its square. Similarity and norms are taken on the channels within ``radius_um`` of either peak
+    channel: elsewhere a template is the mean of a few hundred spikes (:func:`full_templates`), whose
+    noise on a long probe (hundreds of channels) outweighs a small unit's waveform and pulled two
+    templates of one unit below the threshold (a 384-channel probe kept ~70 such pairs, each unit's
+    spikes then split between two atoms). Taking pairs in decreasing similarity and skipping any whose
+    member was already merged away is the same greedy order as merging the most similar remaining pair
+    each time.
     """
     n = len(templates)
     if n < 2:
         return templates, list(sizes)
     peak = locations[peak_channels(templates)]
     i, j = np.nonzero(np.triu(np.linalg.norm(peak[:, None] - peak[None, :], axis=2) <= radius_um, k=1))
-    norms = np.linalg.norm(templates.reshape(n, -1), axis=1)
-    ok = np.maximum(norms[i], norms[j]) / np.minimum(norms[i], norms[j]) <= max_ratio
-    i, j = i[ok], j[ok]
-    sim = pair_similarity(templates, i, j, upsample=upsample)
+    near = np.linalg.norm(peak[:, None, :] - locations[None, :, :], axis=2) <= radius_um   # (n, M)
+    sim, ratio = pair_similarity(templates, i, j, upsample=upsample, channels=near)
+    ok = ratio <= max_ratio
+    i, j, sim = i[ok], j[ok], sim[ok]
     sizes = np.asarray(sizes, dtype=np.int64).copy()
     alive = np.ones(n, dtype=bool)
     for p in np.argsort(-sim, kind="stable"):
@@ -216,12 +221,14 @@ def merge_nearby(templates: np.ndarray, sizes: list[int], locations: np.ndarray,
 
 
 def pair_similarity(templates: np.ndarray, i: np.ndarray, j: np.ndarray, max_lag: int | None = None,
-                    upsample: int = UPSAMPLE, batch: int = 256) -> np.ndarray:
+                    upsample: int = UPSAMPLE, batch: int = 256, channels: np.ndarray | None = None):
     """Best-lag cosine similarity of the template pairs ``(i[p], j[p])`` over lags ``|l| <= K // 4``.
 
     Lags step by ``1 / upsample`` of a sample (templates resampled with a polyphase filter): one
     unit's spikes at two sub-sample phases (decimation to the model rate makes two) otherwise look
-    like two templates of cosine similarity below 0.9.
+    like two templates of cosine similarity below 0.9. With ``channels`` ``(n, M)`` bool, each pair is
+    compared on the channels of either template only, and the ratio of the pair's norms there
+    (larger over smaller) is returned too: ``(similarity, ratio)``.
     """
     from scipy.signal import resample_poly
 
@@ -229,11 +236,21 @@ def pair_similarity(templates: np.ndarray, i: np.ndarray, j: np.ndarray, max_lag
     max_lag = (k // 4 if max_lag is None else max_lag) * upsample
     fine = resample_poly(templates.astype(np.float64), upsample, 1, axis=1) if upsample > 1 else templates
     k = fine.shape[1]
-    unit = fine / np.linalg.norm(fine.reshape(n, -1), axis=1)[:, None, None]
     out = np.full(len(i), -np.inf)
+    ratio = np.ones(len(i))
+    if channels is None:
+        unit = fine / np.linalg.norm(fine.reshape(n, -1), axis=1)[:, None, None]
     for s in range(0, len(i), batch):
-        a, b = unit[i[s: s + batch]], unit[j[s: s + batch]]
+        ii, jj = i[s: s + batch], j[s: s + batch]
+        if channels is None:
+            a, b = unit[ii], unit[jj]
+        else:
+            on = (channels[ii] | channels[jj])[:, None, :]                   # (p, 1, M)
+            a, b = fine[ii] * on, fine[jj] * on
+            na, nb = np.linalg.norm(a.reshape(len(ii), -1), axis=1), np.linalg.norm(b.reshape(len(ii), -1), axis=1)
+            ratio[s: s + batch] = np.maximum(na, nb) / np.maximum(np.minimum(na, nb), 1e-30)
+            a, b = a / np.maximum(na, 1e-30)[:, None, None], b / np.maximum(nb, 1e-30)[:, None, None]
         for lag in range(-max_lag, max_lag + 1):
             dot = np.einsum("pkm,pkm->p", a[:, max(lag, 0): k + min(lag, 0)], b[:, max(-lag, 0): k + min(-lag, 0)])
             out[s: s + batch] = np.maximum(out[s: s + batch], dot)
-    return out
+    return out if channels is None else (out, ratio)

@@ -159,3 +159,24 @@ def test_merge_nearby_is_the_global_greedy_merge_restricted_to_neighbours():
         spread[n] = np.roll(t[n], n - int(np.abs(t[n]).max(axis=0).argmax()), axis=1)
     kept, _ = init_local.merge_nearby(spread, sizes, far, 60.0, 0.9, 1.3, upsample=1)
     assert len(kept) == len(t)
+
+
+def test_one_units_templates_merge_despite_far_channel_noise():
+    """On a long probe a template is a few hundred spikes' mean away from its bin (noise on hundreds of
+    channels): two templates of one small unit must still merge, compared near their peak channels."""
+    rng = np.random.default_rng(5)
+    k, m = 30, 192
+    locations = np.stack([np.zeros(m), np.arange(m) * 20.0], axis=1)
+    t = np.arange(k)
+    wave = -np.exp(-((t - 10.0) / 1.2) ** 2) + 0.3 * np.exp(-((t - 15.0) / 3.0) ** 2)
+    unit = np.zeros((k, m))
+    unit[:, 90:95] = 6.0 * wave[:, None] * np.array([0.4, 0.8, 1.0, 0.8, 0.4])[None, :]   # 6 noise sd at the peak
+    copies = np.stack([unit + rng.standard_normal((k, m)) / np.sqrt(50) for _ in range(2)])  # 50-spike means
+    assert template_similarity(copies)[0, 1] < 0.8                       # on every channel: two units
+    merged, sizes = init_local.merge_nearby(copies, [50, 60], locations, 60.0, 0.9, 1.3, upsample=1)
+    assert len(merged) == 1 and sizes == [110]
+    other = copies[1].copy()
+    other[:, 90:95] = 6.0 * np.roll(wave, 6)[:, None] * np.array([1.0, 0.8, 0.4, 0.2, 0.1])[None, :]
+    kept, _ = init_local.merge_nearby(np.stack([copies[0], other]), [50, 60], locations, 60.0, 0.9, 1.3,
+                                      upsample=1)
+    assert len(kept) == 2                                                # another shape stays apart
