@@ -166,3 +166,25 @@ def test_sort_on_the_gpu_matches_the_cpu(gt_tetrode):
     _, acc_gpu = score(short, gt_short, gpu.sorting)
     assert acc_gpu >= acc_cpu - 0.02 and acc_gpu >= 0.9
     assert abs(len(gpu.spikes) - len(cpu.spikes)) <= 0.02 * len(cpu.spikes)
+
+
+def test_training_windows_lie_in_their_own_segment_and_match_single_reads():
+    """Segments of unequal length: every window lies inside its segment and equals a read of that
+    window alone (windows close together are read in one call)."""
+    from spikeinterface.core import NumpyRecording
+
+    from crsae_sort.train import sample_windows
+
+    rng = np.random.default_rng(0)
+    segments = [rng.standard_normal((n, 3)).astype(np.float32) for n in (30000, 4000, 90000)]
+    for k, s in enumerate(segments):
+        s[:, 0] = k * 1e6 + np.arange(len(s))                     # channel 0 says where a sample is
+    rec = NumpyRecording(segments, sampling_frequency=10000.0)
+    windows = sample_windows(rec, 300, 500, seed=3)
+    assert windows.shape == (300, 3, 500)
+    seg = (windows[:, 0, 0] // 1e6).astype(int)
+    start = (windows[:, 0, 0] - seg * 1e6).astype(int)
+    assert set(seg) == {0, 1, 2}
+    for w, g, a in zip(windows, seg, start):
+        assert a + 500 <= len(segments[g])
+        np.testing.assert_array_equal(w.T, segments[g][a: a + 500])
