@@ -8,7 +8,7 @@ iteration). Writes the table into docs/benchmarks.md between the SPEED markers.
     python scripts/benchmark_speed.py                   # quick: 1 and 5 min, 3 repeats each
     python scripts/benchmark_speed.py --full            # adds 20 min
     python scripts/benchmark_speed.py --memory          # 1, 10 and 60 min, once each: memory vs length
-    python scripts/benchmark_speed.py --memory --case np1_384 --durations-min 0.5 2
+    python scripts/benchmark_speed.py --memory --case np1_384 --durations-min 0.5 2 4
                          # the Neuropixels 1.0 case (384 channels, 120 units), generated lazily (never
                          # written to disk, so an hour fits): memory vs length (MEMORY_NP1 table)
 """
