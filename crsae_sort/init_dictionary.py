@@ -184,23 +184,18 @@ def detect_and_cut(recording, slices, threshold: float, n_before: int,
     ``[(segment, start, end), ...]``, and where each peak is: ``(n_peaks, 2)`` int64 rows of (slice
     index, sample within the slice's segment).
 
-    Peaks are locally exclusive (:func:`crsae_sort.peaks.locally_exclusive`: one per spike within
-    100 µm and 0.5 ms); the data has unit noise, so ``threshold`` is in noise
-    standard deviations.
+    Peaks come from :func:`crsae_sort.peaks.spike_detector` (locally exclusive: one per spike within
+    100 µm and 0.5 ms); the data has unit noise, so ``threshold`` is in noise standard deviations.
     """
-    from spikeinterface.core import get_channel_distances
-
-    from .peaks import DETECT_RADIUS_UM, DETECT_SWEEP_MS, locally_exclusive
+    from .peaks import spike_detector
 
     n_channels = recording.get_num_channels()
-    neighbours = get_channel_distances(recording) <= DETECT_RADIUS_UM
-    thresholds = np.full(n_channels, threshold, dtype=np.float32)
-    sweep = int(DETECT_SWEEP_MS * recording.get_sampling_frequency() / 1000.0)
+    detect = spike_detector(recording, threshold)
     window = np.arange(-n_before, n_after)
     out, where = [], []
     for i, (seg, start, end) in enumerate(slices):
         traces = np.asarray(recording.get_traces(segment_index=seg, start_frame=start, end_frame=end), np.float32)
-        idx, _ = locally_exclusive(traces, thresholds, sweep, neighbours)
+        idx, _ = detect(traces)
         idx = idx[(idx >= n_before) & (idx < len(traces) - n_after)]
         if len(idx) == 0:
             continue

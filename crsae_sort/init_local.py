@@ -69,15 +69,9 @@ def neighbourhoods(locations: np.ndarray, radius_um: float, bin_um: float) -> Ne
 def detect_local(recording, slices, threshold: float, n_before: int, n_after: int,
                  hoods: Neighbourhoods) -> LocalPeaks:
     """Negative peaks (locally exclusive) of each slice, read once, and their snippets per bin."""
-    from spikeinterface.core import get_channel_distances
+    from .peaks import spike_detector
 
-    from .peaks import DETECT_RADIUS_UM, DETECT_SWEEP_MS, locally_exclusive
-
-    fs = recording.get_sampling_frequency()
-    n_channels = recording.get_num_channels()
-    neighbours = get_channel_distances(recording) <= DETECT_RADIUS_UM
-    thresholds = np.full(n_channels, threshold, dtype=np.float32)
-    sweep = int(DETECT_SWEEP_MS * fs / 1000.0)
+    detect = spike_detector(recording, threshold)
     window = np.arange(-n_before, n_after)
     n_bins = len(hoods.channels)
     where, cuts, cached, cached_bytes = [], [[] for _ in range(n_bins)], {}, 0
@@ -85,7 +79,7 @@ def detect_local(recording, slices, threshold: float, n_before: int, n_after: in
         traces = recording.get_traces(segment_index=seg, start_frame=start, end_frame=end).astype(np.float32)
         if cached_bytes + traces.nbytes <= TRACE_CACHE_BYTES:
             cached[s], cached_bytes = traces, cached_bytes + traces.nbytes
-        samples, chans = locally_exclusive(traces, thresholds, sweep, neighbours)
+        samples, chans = detect(traces)
         keep = (samples >= n_before) & (samples < len(traces) - n_after)
         samples, chans = samples[keep], chans[keep]
         bins = hoods.bin_of_channel[chans]
@@ -221,14 +215,15 @@ def merge_nearby(templates: np.ndarray, sizes: list[int], locations: np.ndarray,
 
 
 def pair_similarity(templates: np.ndarray, i: np.ndarray, j: np.ndarray, max_lag: int | None = None,
-                    upsample: int = UPSAMPLE, batch: int = 256, channels: np.ndarray | None = None):
-    """Best-lag cosine similarity of the template pairs ``(i[p], j[p])`` over lags ``|l| <= K // 4``.
+                    upsample: int = UPSAMPLE, batch: int = 256,
+                    channels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best-lag cosine similarity of the template pairs ``(i[p], j[p])`` over lags ``|l| <= K // 4``,
+    and the ratio of the pair's norms (larger over smaller).
 
     Lags step by ``1 / upsample`` of a sample (templates resampled with a polyphase filter): one
     unit's spikes at two sub-sample phases (decimation to the model rate makes two) otherwise look
     like two templates of cosine similarity below 0.9. With ``channels`` ``(n, M)`` bool, each pair is
-    compared on the channels of either template only, and the ratio of the pair's norms there
-    (larger over smaller) is returned too: ``(similarity, ratio)``.
+    compared (and its norms taken) on the channels of either template only; by default on all.
     """
     from scipy.signal import resample_poly
 
@@ -238,19 +233,16 @@ def pair_similarity(templates: np.ndarray, i: np.ndarray, j: np.ndarray, max_lag
     k = fine.shape[1]
     out = np.full(len(i), -np.inf)
     ratio = np.ones(len(i))
-    if channels is None:
-        unit = fine / np.linalg.norm(fine.reshape(n, -1), axis=1)[:, None, None]
     for s in range(0, len(i), batch):
         ii, jj = i[s: s + batch], j[s: s + batch]
-        if channels is None:
-            a, b = unit[ii], unit[jj]
-        else:
+        a, b = fine[ii], fine[jj]
+        if channels is not None:
             on = (channels[ii] | channels[jj])[:, None, :]                   # (p, 1, M)
-            a, b = fine[ii] * on, fine[jj] * on
-            na, nb = np.linalg.norm(a.reshape(len(ii), -1), axis=1), np.linalg.norm(b.reshape(len(ii), -1), axis=1)
-            ratio[s: s + batch] = np.maximum(na, nb) / np.maximum(np.minimum(na, nb), 1e-30)
-            a, b = a / np.maximum(na, 1e-30)[:, None, None], b / np.maximum(nb, 1e-30)[:, None, None]
+            a, b = a * on, b * on
+        na, nb = np.linalg.norm(a.reshape(len(ii), -1), axis=1), np.linalg.norm(b.reshape(len(ii), -1), axis=1)
+        ratio[s: s + batch] = np.maximum(na, nb) / np.maximum(np.minimum(na, nb), 1e-30)
+        a, b = a / np.maximum(na, 1e-30)[:, None, None], b / np.maximum(nb, 1e-30)[:, None, None]
         for lag in range(-max_lag, max_lag + 1):
             dot = np.einsum("pkm,pkm->p", a[:, max(lag, 0): k + min(lag, 0)], b[:, max(-lag, 0): k + min(-lag, 0)])
             out[s: s + batch] = np.maximum(out[s: s + batch], dot)
-    return out if channels is None else (out, ratio)
+    return out, ratio

@@ -19,6 +19,18 @@ DETECT_RADIUS_UM = 100.0   # the initial dictionary's detection: one peak per sp
 DETECT_SWEEP_MS = 0.5      # ... and this many ms either side
 
 
+def spike_detector(recording, threshold: float):
+    """The initial dictionary's detector on ``recording`` (unit noise): a function of ``traces``
+    ``(n_samples, n_channels)`` returning the sample and channel indices of its negative peaks at
+    ``threshold`` noise sd, one per spike within ``DETECT_RADIUS_UM`` and ``DETECT_SWEEP_MS``."""
+    from spikeinterface.core import get_channel_distances
+
+    neighbours = get_channel_distances(recording) <= DETECT_RADIUS_UM
+    thresholds = np.full(recording.get_num_channels(), threshold, dtype=np.float32)
+    sweep = int(DETECT_SWEEP_MS * recording.get_sampling_frequency() / 1000.0)
+    return lambda traces: locally_exclusive(traces, thresholds, sweep, neighbours)
+
+
 def locally_exclusive(traces: np.ndarray, thresholds: np.ndarray, sweep: int, neighbours: np.ndarray,
                       peak_sign: str = "neg") -> tuple[np.ndarray, np.ndarray]:
     """Sample and channel indices ``(P,)``, ``(P,)`` of the kept peaks, ordered by sample then channel.

@@ -118,7 +118,7 @@ def _random_templates(n, k=30, m=12, seed=0):
 def test_pair_similarity_without_upsampling_is_template_similarity():
     t = _random_templates(6)
     i, j = np.triu_indices(6, k=1)
-    np.testing.assert_allclose(init_local.pair_similarity(t, i, j, upsample=1), template_similarity(t)[i, j],
+    np.testing.assert_allclose(init_local.pair_similarity(t, i, j, upsample=1)[0], template_similarity(t)[i, j],
                                rtol=1e-10)
 
 
@@ -133,7 +133,7 @@ def test_half_sample_shift_of_one_unit_is_merged():
     a, b = fine[0::4], fine[2::4]                                            # phases 0 and 1/2 sample
     pair = np.stack([a, b])
     assert template_similarity(pair)[0, 1] < 0.9
-    assert init_local.pair_similarity(pair, np.array([0]), np.array([1]))[0] > 0.93
+    assert init_local.pair_similarity(pair, np.array([0]), np.array([1]))[0][0] > 0.93
     assert resample_poly(a, 2, 1, axis=0).shape == (2 * k, m)
     locations = np.stack([np.zeros(m), np.arange(m) * 20.0], axis=1)
     merged, sizes = init_local.merge_nearby(pair, [100, 120], locations, 60.0, 0.9, 1.3)

@@ -79,9 +79,10 @@ def make_recording(folder: Path, duration_s: float, seed: int = 1, case: str = "
     if not gt_folder.exists():
         folder.mkdir(parents=True, exist_ok=True)
         if case != "tetrode":
-            spec = dict(case=case, duration_s=duration_s)
-            _, gt = _lazy_case(spec)
-            rec_path.write_text(json.dumps(spec))
+            from .sorters_cases import generated
+
+            _, gt = generated(case, duration_s)
+            rec_path.write_text(json.dumps(dict(case=case, duration_s=duration_s)))
         else:
             rec, gt = ground_truth_tetrode(duration_s, seed)
             rec.save(folder=rec_path, n_jobs=1, progress_bar=False)
@@ -96,17 +97,13 @@ def load_recording(path: str | Path):
     """The recording ``make_recording`` made: a saved folder, or regenerated from a ``.lazy.json`` note."""
     path = str(path)
     if path.endswith(LAZY):
-        return _lazy_case(json.loads(Path(path).read_text()))[0]
+        from .sorters_cases import generated
+
+        spec = json.loads(Path(path).read_text())
+        return generated(spec["case"], spec["duration_s"])[0]
     import spikeinterface as si
 
     return si.load(path)
-
-
-def _lazy_case(spec: dict):
-    """The sorter comparison's case ``spec['case']`` (SpikeInterface's seeded generator), lazily, and its sorting."""
-    from .sorters_cases import generated
-
-    return generated(spec["case"], spec["duration_s"])
 
 
 def run_once(rec_folder: Path, gt_folder: Path, out: Path) -> dict:
