@@ -51,8 +51,15 @@ class PreprocessParams:
                         "reported in the recording's own samples.")
     cache_mb: float = _p(2048.0, "Hold the preprocessed (model-rate, float32) recording in memory when it takes at "
                          "most this much, so that the initial clustering, training and inference read it once "
-                         "instead of filtering it again each; longer recordings are read lazily. 0 never holds it.",
-                         "MB", 0.0, 1e6)
+                         "instead of filtering it again each; longer recordings go to the disk cache "
+                         "(cache_on_disk). 0 never holds it in memory.", "MB", 0.0, 1e6)
+    cache_on_disk: bool = _p(True, "When the preprocessed recording is larger than cache_mb, compute it once into a "
+                             "temporary binary file (float16 at the model rate: 2 bytes per sample and channel, "
+                             "e.g. 41 GB for an hour of 384 channels at 15 kHz) that the later stages read, deleted "
+                             "when the sort ends; false reads it lazily instead (no disk, but every read filters, "
+                             "corrects motion and whitens again: 2-3x slower).")
+    cache_dir: str = _p("", "Folder for the disk cache (a fast local disk, a cluster's scratch); empty: inside the "
+                        "output folder, or the system's temporary folder when sorting without one.")
 
 
 @dataclass(frozen=True)

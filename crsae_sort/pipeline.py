@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from .init_dictionary import channel_locations_um, initial_dictionary
 from .io import outfolder, results
 from .params import SortParams
 from .postprocess import SortResult, build_result, combine_groups
-from .preprocess import preprocess
+from .preprocess import cache_base, check_cache_room, preprocess
 from .runlog import StageTimer, log_to_file, versions
 from .threads import configure_threads
 from .train import initial_model, sample_windows, train, window_samples
@@ -63,6 +65,9 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
     target = Path(output_folder).resolve() if output_folder is not None else None
     if target is not None:
         outfolder.check_target(target, overwrite=overwrite, resume=resume)
+    several = len(np.unique(recording.get_channel_groups())) > 1
+    for part in recording.split_by("group").values() if several else [recording]:  # sorted one at a time, each with its own cache, removed after it
+        check_cache_room(part, params.preprocess, cache_base(params.preprocess, target))
     scan = scan_traces(recording)
     if scan.dead_channel_ids:
         recording = recording.remove_channels(scan.dead_channel_ids)
@@ -121,6 +126,16 @@ class _Run:
 
 
 def _sort(recording, run: _Run) -> SortResult:
+    """One group's sort; its disk cache (when the preprocessed recording needs one) is removed after it."""
+    base = cache_base(run.params.preprocess, run.folder)
+    if base == run.folder:  # a cache left in this (resumed) output folder by a killed run
+        for stale in base.glob("crsae_cache_*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="crsae_cache_", dir=base) as scratch:
+        return _sort_stages(recording, run, Path(scratch))
+
+
+def _sort_stages(recording, run: _Run, scratch: Path) -> SortResult:
     t_start = time.perf_counter()
     params, folder = run.params, run.folder
     info = versions()
@@ -139,7 +154,7 @@ def _sort(recording, run: _Run) -> SortResult:
         with timer.stage("gpu start-up"):
             warm_up(run.device)
     with timer.stage("preprocess"):
-        pre = preprocess(recording, params.preprocess, seed)
+        pre = preprocess(recording, params.preprocess, seed, scratch)
     fs_model = pre.recording.get_sampling_frequency()
     training = growth = None
     if run.trained is None:

@@ -15,7 +15,9 @@ the CRsAE equations). ``A`` is kept so learned templates can be mapped back to Â
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -39,26 +41,25 @@ class Preprocessed:
     max_displacement_um: float | None = None  # largest estimated drift, when motion was corrected
 
 
-def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
-    """Band-pass, optionally common-median-reference and whiten ``recording``; scale noise to 1."""
+def preprocess(recording, params: PreprocessParams, seed: int, scratch: Path | None = None) -> Preprocessed:
+    """Band-pass, optionally common-median-reference and whiten ``recording``; scale noise to 1.
+
+    The result is held in memory, or on disk in ``scratch`` (a folder that must outlive the result; without
+    one a recording too large for memory is read lazily), see :func:`cache_plan`.
+    """
     import spikeinterface.core as sc
     import spikeinterface.preprocessing as spre
 
     rec = _to_uv(recording)
     fs = rec.get_sampling_frequency()
-    freq_max = params.freq_max_hz
-    if freq_max >= 0.45 * fs:
-        freq_max = 0.45 * fs
+    freq_max, q = model_rate(fs, params)
+    if freq_max < params.freq_max_hz:
         logger.info("freq_max_hz lowered to %.0f Hz (0.45 x sampling rate %.0f Hz)", freq_max, fs)
-    if params.freq_min_hz >= freq_max:
-        raise InputError(f"freq_min_hz={params.freq_min_hz} is not below the usable low-pass corner "
-                         f"{freq_max:.0f} Hz for a {fs:.0f} Hz recording; lower freq_min_hz")
     rec = spre.bandpass_filter(rec, freq_min=params.freq_min_hz, freq_max=freq_max, dtype="float32")
     n_channels = rec.get_num_channels()
     use_cmr = params.common_reference == "median" or (params.common_reference == "auto" and n_channels >= 8)
     if use_cmr:
         rec = spre.common_reference(rec, reference="global", operator="median")
-    q = max(1, int(fs // (2.5 * freq_max))) if params.decimate else 1
     preset = motion_preset(rec, params.motion_correction)
     max_displacement_um = None
     random_kwargs = dict(seed=seed)
@@ -94,15 +95,100 @@ def preprocess(recording, params: PreprocessParams, seed: int) -> Preprocessed:
     if q > 1:
         # the band-pass above is the anti-alias filter: freq_max <= 0.4 x the model rate
         rec = spre.decimate(rec, decimation_factor=q, antialias=False)
-    cached = _hold_in_memory(rec, params.cache_mb)
-    if cached is not None:
-        rec = cached
+    held = cache_plan(_float32_bytes(rec), params)
+    if held == "disk" and scratch is None:
+        held = "lazy"  # preprocess() called on its own, with no folder that lives as long as its result
+    if held == "memory":
+        rec = _hold_in_memory(rec, params.cache_mb)
+    elif held == "disk":
+        rec = _hold_on_disk(rec, scratch)
     logger.info("preprocessed: band-pass %.0f-%.0f Hz, common median reference %s, motion correction %s, "
                 "whitening %s, model rate %.0f Hz (decimation %d), %s; noise %s ÂµV", params.freq_min_hz, freq_max,
-                use_cmr, preset or "off", mode, fs / q, q, "held in memory" if cached is not None else "read lazily",
-                np.array2string(noise_uv, precision=1))
+                use_cmr, preset or "off", mode, fs / q, q, _HELD[held], np.array2string(noise_uv, precision=1))
     return Preprocessed(recording=rec, filtered_uv=filtered_uv, to_model=to_model, noise_uv=noise_uv,
                         decimation=q, motion_preset=preset, max_displacement_um=max_displacement_um)
+
+
+def model_rate(fs: float, params: PreprocessParams) -> tuple[float, int]:
+    """The usable low-pass corner (Hz) and the decimation factor ``q`` from the recording rate to the model's."""
+    freq_max = min(params.freq_max_hz, 0.45 * fs)
+    if params.freq_min_hz >= freq_max:
+        raise InputError(f"freq_min_hz={params.freq_min_hz} is not below the usable low-pass corner "
+                         f"{freq_max:.0f} Hz for a {fs:.0f} Hz recording; lower freq_min_hz")
+    q = max(1, int(fs // (2.5 * freq_max))) if params.decimate else 1
+    return freq_max, q
+
+
+_HELD = {"memory": "held in memory", "disk": "cached on disk (float16)", "lazy": "read lazily"}
+DISK_CACHE_DTYPE = "float16"
+
+
+def _float32_bytes(rec, q: int = 1) -> int:
+    """Bytes of ``rec`` as float32, decimated by ``q`` (SpikeInterface's decimate keeps ceil(n / q) samples)."""
+    n = sum(-(-rec.get_num_samples(s) // q) for s in range(rec.get_num_segments()))
+    return 4 * rec.get_num_channels() * n
+
+
+def cache_plan(n_bytes: int, params: PreprocessParams) -> str:
+    """Where the preprocessed recording (``n_bytes`` as float32 at the model rate) is held: 'memory' when it
+    takes at most ``cache_mb``, else 'disk' with ``cache_on_disk`` (float16, computed once, read by every later
+    stage), else 'lazy' (every read filters, corrects motion and whitens again)."""
+    if params.cache_mb > 0 and n_bytes <= params.cache_mb * 2**20:
+        return "memory"
+    return "disk" if params.cache_on_disk else "lazy"
+
+
+def cache_base(params: PreprocessParams, output_folder: Path | None) -> Path:
+    """The folder the disk cache goes in: ``cache_dir``, else the output folder, else the system's temporary one."""
+    import tempfile
+
+    if params.cache_dir:
+        return Path(params.cache_dir).expanduser()
+    return output_folder if output_folder is not None else Path(tempfile.gettempdir())
+
+
+def check_cache_room(recording, params: PreprocessParams, base: Path) -> None:
+    """Refuse, before any heavy work, a disk cache that ``base`` (a folder, or where one will be made) has
+    no room for; the message says how to make room or avoid the cache."""
+    import shutil
+
+    if params.cache_dir and not Path(params.cache_dir).expanduser().is_dir():
+        raise InputError(f"cache_dir {params.cache_dir!r} is not an existing folder; create it or leave "
+                         "cache_dir empty (the cache then goes in the output folder)")
+    n_bytes = _float32_bytes(recording, model_rate(recording.get_sampling_frequency(), params)[1])
+    if cache_plan(n_bytes, params) != "disk":
+        return
+    need = n_bytes * np.dtype(DISK_CACHE_DTYPE).itemsize // 4
+    probe = base
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > 0.95 * free:
+        raise InputError(f"the preprocessed recording is larger than cache_mb={params.cache_mb:g} MB and its disk "
+                         f"cache needs {need / 1e9:.1f} GB in {probe}, which has {free / 1e9:.1f} GB free: free "
+                         "space there, point cache_dir at a larger disk, raise cache_mb (memory), or set "
+                         "cache_on_disk=false (no disk, 2-3x slower)")
+
+
+def _hold_on_disk(rec, scratch: Path):
+    """``rec`` computed once, in parallel, into a float16 binary file in ``scratch``, read back as float32.
+
+    float16 keeps 11 significant bits: on these unit-noise traces a rounding error of at most 2^-11 of each
+    value, far below the noise (1); it halves the disk and the reads.
+    """
+    import multiprocessing
+
+    import spikeinterface.preprocessing as spre
+
+    from .threads import usable_cpus
+
+    n_jobs = usable_cpus() if not multiprocessing.current_process().daemon else 1
+    folder = Path(scratch) / "preprocessed"
+    t0 = time.perf_counter()
+    saved = rec.save(format="binary", folder=folder, dtype=DISK_CACHE_DTYPE, n_jobs=n_jobs, chunk_duration="1s",
+                     progress_bar=False, verbose=False)
+    logger.info("disk cache: %s written in %.1f s", folder, time.perf_counter() - t0)
+    return spre.astype(saved, dtype="float32")
 
 
 def _hold_in_memory(rec, cache_mb: float):
@@ -117,7 +203,7 @@ def _hold_in_memory(rec, cache_mb: float):
 
     from .threads import usable_cpus
 
-    n_bytes = 4 * rec.get_num_channels() * sum(rec.get_num_samples(s) for s in range(rec.get_num_segments()))
+    n_bytes = _float32_bytes(rec)
     if cache_mb <= 0 or n_bytes > cache_mb * 2**20:
         return None
     n_jobs = usable_cpus() if not multiprocessing.current_process().daemon else 1

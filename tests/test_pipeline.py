@@ -72,7 +72,10 @@ def test_multi_segment_recording(gt_tetrode, tmp_path):
     a = recording.frame_slice(0, 300000)
     b = recording.frame_slice(300000, 600000)
     multi = append_recordings([a, b])
-    result = sort(multi, tmp_path / "multi", {"max_epochs": 1}, progress=False)
+    # cache_mb=0: the preprocessed segments go through the disk cache, which is gone once the sort is done
+    result = sort(multi, tmp_path / "multi", {"max_epochs": 1, "cache_mb": 0}, progress=False)
+    assert "cached on disk (float16)" in (tmp_path / "multi" / "crsae_sort.log").read_text()
+    assert not list(tmp_path.rglob("crsae_cache_*")) and not list(tmp_path.rglob("*.raw"))
     assert result.sorting.get_num_segments() == 2
     n0 = sum(len(result.sorting.get_unit_spike_train(u, segment_index=0)) for u in result.sorting.unit_ids)
     n1 = sum(len(result.sorting.get_unit_spike_train(u, segment_index=1)) for u in result.sorting.unit_ids)
@@ -84,10 +87,12 @@ def test_multi_segment_recording(gt_tetrode, tmp_path):
 def test_failed_run_leaves_no_folder(gt_tetrode, tmp_path):
     recording, _ = gt_tetrode
     target = tmp_path / "out"
-    with pytest.raises(InputError, match="spikes detected"):
-        sort(recording.frame_slice(0, 60000), target, {"detect_threshold": 50.0}, progress=False)
-    assert not target.exists()
-    assert list(tmp_path.iterdir()) == []
+    for cache_mb in (2048, 0):  # held in memory, or in a disk cache inside the partial folder
+        with pytest.raises(InputError, match="spikes detected"):
+            sort(recording.frame_slice(0, 60000), target, {"detect_threshold": 50.0, "cache_mb": cache_mb},
+                 progress=False)
+        assert not target.exists()
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_too_short_and_no_probe(gt_tetrode, tmp_path):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from crsae_sort.params import PreprocessParams
-from crsae_sort.preprocess import motion_preset, preprocess, whitening_mode
+from crsae_sort.errors import InputError
+from crsae_sort.preprocess import check_cache_room, motion_preset, preprocess, whitening_mode
 
 
 def _recording(num_channels, columns, duration_s=2.0, seed=0):
@@ -63,7 +64,7 @@ def test_motion_corrected_recording_is_the_same_held_in_memory_or_lazy():
     estimate; that must change the time it takes, not the traces the model sees."""
     rec = _recording(32, 2, duration_s=4.0, seed=3)
     held = preprocess(rec, PreprocessParams(motion_correction="rigid_fast"), seed=0)
-    lazy = preprocess(rec, PreprocessParams(motion_correction="rigid_fast", cache_mb=0), seed=0)
+    lazy = preprocess(rec, PreprocessParams(motion_correction="rigid_fast", cache_mb=0, cache_on_disk=False), seed=0)
     assert held.max_displacement_um == pytest.approx(lazy.max_displacement_um, abs=1e-6)
     # filter margins differ between the 1-s chunks held and the random chunks read lazily: float32 rounding
     np.testing.assert_allclose(held.noise_uv, lazy.noise_uv, rtol=1e-4)
@@ -72,3 +73,46 @@ def test_motion_corrected_recording_is_the_same_held_in_memory_or_lazy():
     b = lazy.recording.get_traces(start_frame=1000, end_frame=30000)
     assert a.std() > 0.5  # unit noise, not an empty copy
     np.testing.assert_allclose(a, b, atol=1e-3)  # float32 rounding of sums over 10^4 samples
+
+
+def test_disk_cache_holds_the_same_traces_in_float16(tmp_path):
+    """A recording larger than cache_mb is computed once into a float16 file in the scratch folder; what the
+    model reads from it is the held recording up to float16 rounding (2^-11 of each value)."""
+    rec = _recording(32, 2, duration_s=3.0, seed=4)
+    held = preprocess(rec, PreprocessParams(motion_correction="off"), seed=0)
+    disk = preprocess(rec, PreprocessParams(motion_correction="off", cache_mb=0), seed=0, scratch=tmp_path)
+    lazy = preprocess(rec, PreprocessParams(motion_correction="off", cache_mb=0), seed=0)  # no scratch: lazy
+    files = sorted(p for p in tmp_path.rglob("*.raw"))
+    assert len(files) == 1
+    n_model = -(-rec.get_num_samples() // held.decimation)
+    assert files[0].stat().st_size == 2 * 32 * n_model            # float16, model rate
+    assert disk.recording.get_dtype() == np.float32
+    a = held.recording.get_traces(start_frame=100, end_frame=40000)
+    b = disk.recording.get_traces(start_frame=100, end_frame=40000)
+    c = lazy.recording.get_traces(start_frame=100, end_frame=40000)
+    assert a.std() > 0.5 and np.abs(a).max() > 5.0                  # unit noise and spikes
+    err = np.abs(b - a)
+    assert err.max() > 0.0                                          # it is float16 ...
+    assert np.all(err <= 2.0**-11 * np.abs(a) + 1e-6)               # ... rounded once, same 1-s chunks
+    np.testing.assert_allclose(c, a, atol=1e-3)  # lazy: other filter margins than the 1-s chunks, float32 rounding
+    assert list(tmp_path.iterdir())[0].name == "preprocessed"
+
+
+def test_disk_cache_room_and_folder_are_checked_before_any_work(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    from spikeinterface.core import generate_recording
+
+    hour = generate_recording(num_channels=384, durations=[3600.0], sampling_frequency=30000.0)  # lazy: no samples
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100e9, 70e9, 30e9))
+    with pytest.raises(InputError, match=r"needs 41\.5 GB in .* 30\.0 GB free.*cache_dir.*cache_on_disk=false"):
+        check_cache_room(hour, PreprocessParams(), tmp_path / "not_yet" / "made")   # checked where it will be made
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100e9, 50e9, 50e9))
+    check_cache_room(hour, PreprocessParams(), tmp_path)                            # 41.5 GB of 50 free: room
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100e9, 99e9, 1e9))
+    check_cache_room(hour, PreprocessParams(cache_on_disk=False), tmp_path)          # lazy: no disk needed
+    check_cache_room(hour, PreprocessParams(cache_mb=1e6), tmp_path)                 # fits in memory
+    with pytest.raises(InputError, match="not an existing folder"):
+        check_cache_room(hour, PreprocessParams(cache_dir=str(tmp_path / "missing")), tmp_path)
