@@ -159,10 +159,11 @@ def main(argv: list[str] | None = None) -> None:
                   for k in ("preprocess", "init", "train", "grow", "inference", "export")}
         peak = max(r["peak_mb"] for r in runs)
         accuracy = statistics.median(r["accuracy"] for r in runs)
-        if args.memory:  # timings of this mode may come from a shared machine: memory only
+        if args.memory:  # one run per length, maybe on a shared machine: times are a guide, memory the point
             anon = max(r["anon_mb"] for r in runs)
             mapped = max(r["file_mb"] for r in runs)
-            row = f"| {duration / 60:g} min | {peak:.0f} | {anon:.0f} | {mapped:.0f} | {accuracy:.3f} |"
+            row = (f"| {duration / 60:g} min | {peak:.0f} | {anon:.0f} | {mapped:.0f} | {accuracy:.3f} | "
+                   f"{wall:.0f} | {stages['preprocess']:.0f} / {stages['inference']:.0f} |")
         else:
             row = (f"| {duration / 60:g} min | {repeats} | {wall:.1f} | {duration / wall:.1f}x | "
                    + " | ".join(f"{stages[k]:.1f}" for k in stages) + f" | {peak:.0f} | {accuracy:.3f} |")
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
         notes.append(encoder_floor_row(runs, duration))
     header = (["| recording | peak RSS MB | peak own (RssAnon) MB | peak file-backed (RssFile) MB | "
-               "accuracy (SNR >= 5) |", "|---|---|---|---|---|"] if args.memory else
+               "accuracy (SNR >= 5) | wall s | preprocess / inference s |", "|---|---|---|---|---|---|---|"]
+              if args.memory else
               ["| recording | repeats | wall s | x real time | preprocess s | init s | train s | grow s | inference s | "
                "export s | peak MB | accuracy (SNR >= 5) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"])
     table = "\n".join([
