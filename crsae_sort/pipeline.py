@@ -66,7 +66,8 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
     if target is not None:
         outfolder.check_target(target, overwrite=overwrite, resume=resume)
     several = len(np.unique(recording.get_channel_groups())) > 1
-    for part in recording.split_by("group").values() if several else [recording]:  # sorted one at a time, each with its own cache, removed after it
+    # groups are sorted one at a time, each with its own disk cache, removed after it
+    for part in recording.split_by("group").values() if several else [recording]:
         check_cache_room(part, params.preprocess, cache_base(params.preprocess, target))
     scan = scan_traces(recording)
     if scan.dead_channel_ids:

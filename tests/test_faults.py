@@ -42,6 +42,7 @@ def test_killed_run_resumes_to_the_same_spikes(short_folder, tmp_path):
     killed_at = torch.load(checkpoint, weights_only=False)["state"]["step"]
     assert killed_at < 18  # killed mid-training (18 steps in all)
     assert not target.exists()  # nothing that looks finished
+    assert list(partial_path(target).glob("crsae_cache_*"))  # the killed run's scratch folder (disk cache) stayed
     # a plain rerun refuses to clobber the interrupted run, naming the Python argument that resumes it
     recording = open_recording(short_folder)
     with pytest.raises(InputError, match="pass resume=True to continue it"):
@@ -49,6 +50,7 @@ def test_killed_run_resumes_to_the_same_spikes(short_folder, tmp_path):
     resumed = sort(recording, target, RESUME_PARAMS, resume=True, progress=False)
     assert "resuming training" in (target / "crsae_sort.log").read_text()
     assert not (target / "checkpoint").exists() and not partial_path(target).exists()
+    assert not list(target.glob("crsae_cache_*"))  # the resumed run removed it with its own
     reference = sort(recording, tmp_path / "reference", RESUME_PARAMS, progress=False)
     assert resumed.training.n_steps == reference.training.n_steps == 18
     assert np.array_equal(resumed.spikes, reference.spikes)
