@@ -170,22 +170,27 @@ def check_cache_room(recording, params: PreprocessParams, base: Path) -> None:
                          "cache_on_disk=false (no disk, but up to 2x slower)")
 
 
+def _save_jobs() -> int:
+    """Worker processes for computing a recording once: the usable CPUs, or 1 in a daemonic process (a dask
+    worker, say), which may not start others."""
+    import multiprocessing
+
+    from .threads import usable_cpus
+
+    return usable_cpus() if not multiprocessing.current_process().daemon else 1
+
+
 def _hold_on_disk(rec, scratch: Path):
     """``rec`` computed once, in parallel, into a float16 binary file in ``scratch``, read back as float32.
 
     float16 keeps 11 significant bits: on these unit-noise traces a rounding error of at most 2^-11 of each
     value, far below the noise (1); it halves the disk and the reads.
     """
-    import multiprocessing
-
     import spikeinterface.preprocessing as spre
 
-    from .threads import usable_cpus
-
-    n_jobs = usable_cpus() if not multiprocessing.current_process().daemon else 1
     folder = Path(scratch) / "preprocessed"
     t0 = time.perf_counter()
-    saved = rec.save(format="binary", folder=folder, dtype=DISK_CACHE_DTYPE, n_jobs=n_jobs, chunk_duration="1s",
+    saved = rec.save(format="binary", folder=folder, dtype=DISK_CACHE_DTYPE, n_jobs=_save_jobs(), chunk_duration="1s",
                      progress_bar=False, verbose=False)
     logger.info("disk cache: %s written in %.1f s", folder, time.perf_counter() - t0)
     return spre.astype(saved, dtype="float32")
@@ -198,15 +203,12 @@ def _hold_in_memory(rec, cache_mb: float):
     ``/dev/shm`` has twice the room and this process may start others: a daemonic one, a dask
     worker say, may not), otherwise in this process.
     """
-    import multiprocessing
     import shutil
-
-    from .threads import usable_cpus
 
     n_bytes = _float32_bytes(rec)
     if cache_mb <= 0 or n_bytes > cache_mb * 2**20:
         return None
-    n_jobs = usable_cpus() if not multiprocessing.current_process().daemon else 1
+    n_jobs = _save_jobs()
     try:
         shared = n_jobs > 1 and shutil.disk_usage("/dev/shm").free > 2 * n_bytes
     except OSError:  # no /dev/shm (not Linux)

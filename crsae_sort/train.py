@@ -96,16 +96,13 @@ def window_samples(params: SortParams, fs: float, n_times_atom: int) -> int:
     return max(int(round(params.train.window_ms * fs / 1000)), 2 * n_times_atom)
 
 
-READ_SPAN_S = 1.0  # windows lying within this span of one another are read in one get_traces call
-
-
 def sample_windows(recording, n_windows: int, n_samples: int, seed: int) -> np.ndarray:
     """``n_windows`` random windows ``(n_windows, n_channels, n_samples)`` across all segments.
 
     Each segment is drawn in proportion to its usable length, each start uniformly within its own
-    segment; windows are ordered by segment and start, and those within ``READ_SPAN_S`` of one
-    another are read with one ``get_traces`` call (a lazily preprocessed recording computes each read
-    again, filter margins included: on a 2-minute 384-channel recording, 640 separate reads took 250 s).
+    segment; windows are ordered by segment and start. Each window is one read: the pipeline's
+    preprocessed recording is held in memory or in the disk cache (:func:`crsae_sort.preprocess.cache_plan`),
+    where a read costs a copy.
     """
     rng = np.random.default_rng(seed)
     lengths = np.array([recording.get_num_samples(s) for s in range(recording.get_num_segments())])
@@ -117,19 +114,10 @@ def sample_windows(recording, n_windows: int, n_samples: int, seed: int) -> np.n
     starts = rng.integers(0, usable[segs] + 1)
     order = np.lexsort((starts, segs))
     segs, starts = segs[order], starts[order]
-    span = max(n_samples, int(READ_SPAN_S * recording.get_sampling_frequency()))
     out = np.empty((n_windows, recording.get_num_channels(), n_samples), dtype=np.float32)
-    first = 0
-    while first < n_windows:
-        last = first + 1  # windows first .. last - 1 share one read
-        while (last < n_windows and segs[last] == segs[first]
-               and starts[last] + n_samples - starts[first] <= span):
-            last += 1
-        begin, end = int(starts[first]), int(starts[last - 1]) + n_samples
-        traces = recording.get_traces(segment_index=int(segs[first]), start_frame=begin, end_frame=end)
-        for i in range(first, last):
-            out[i] = traces[starts[i] - begin: starts[i] - begin + n_samples].T
-        first = last
+    for i, (seg, start) in enumerate(zip(segs, starts)):
+        out[i] = recording.get_traces(segment_index=int(seg), start_frame=int(start),
+                                      end_frame=int(start) + n_samples).T
     return out
 
 

@@ -175,7 +175,7 @@ def test_sort_on_the_gpu_matches_the_cpu(gt_tetrode):
 
 def test_training_windows_lie_in_their_own_segment_and_match_single_reads():
     """Segments of unequal length: every window lies inside its segment and equals a read of that
-    window alone (windows close together are read in one call)."""
+    window alone."""
     from spikeinterface.core import NumpyRecording
 
     from crsae_sort.train import sample_windows
