@@ -167,7 +167,7 @@ def check_cache_room(recording, params: PreprocessParams, base: Path) -> None:
         raise InputError(f"the preprocessed recording is larger than cache_mb={params.cache_mb:g} MB and its disk "
                          f"cache needs {need / 1e9:.1f} GB in {probe}, which has {free / 1e9:.1f} GB free: free "
                          "space there, point cache_dir at a larger disk, raise cache_mb (memory), or set "
-                         "cache_on_disk=false (no disk, but up to 2x slower)")
+                         "cache_on_disk=false (no disk, but 1.5-2x slower or more)")
 
 
 def _save_jobs() -> int:
