@@ -10,8 +10,13 @@ al. 2020):
    the objective it unrolls (:func:`~crsae_sort.model.gradients.encoder_loss`);
 2. lambda: Adam step on ``log lambda`` for the Gamma-prior loss with ``z_T`` held fixed.
 
-10 % of the windows are held out; training stops when the held-out reconstruction loss has not
-improved for ``patience`` evaluations, and the best dictionary and lambda are kept.
+10 % of the windows are held out. Model selection judges the whole model on them by the objective both
+M-steps descend: the negative log posterior at the encoder's codes
+(:func:`~crsae_sort.model.losses.map_objective`: reconstruction of the windows' interior, lambda-weighted
+l1 of the codes, lambda's Gamma-prior terms). The held-out reconstruction alone is not used: it rises
+whenever lambda follows its prior upward (so a rule on it threw every step's dictionary away with its
+lambda) and it rewards codes that fit noise. Training stops when the held-out objective has not improved
+for ``patience`` evaluations, and the best dictionary and lambda are kept, together.
 """
 from __future__ import annotations
 
@@ -28,8 +33,8 @@ from .errors import InputError, option
 from .io.outfolder import CHECKPOINT_FORMAT
 from .io.results import save_torch
 from .model.crsae import CRsAE
-from .model.gradients import encoder_loss, get_dictionary_gradient
-from .model.losses import gamma_prior, lambda_loss, reconstruction_loss, universal_lambda
+from .model.gradients import edge_samples, encoder_loss, get_dictionary_gradient
+from .model.losses import gamma_prior, interior, lambda_loss, universal_lambda
 from .oom import run_in_parts
 from .optim import Adam
 from .params import SortParams, TrainParams
@@ -150,8 +155,12 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     n_e = batch * (windows.shape[-1] - model.dictionary.shape[-1] + 1)  # code samples per mini-batch
     lam0 = model.lam.detach().clone()
     shape_r, rate_delta = gamma_prior(lam0, n_e, lambda_prior_strength)
-    st = _State(best_loss=_validation_loss(model, val), best_state=copy.deepcopy(model.state_dict()))
-    st.history.append(dict(step=0, train_loss=float("nan"), val_loss=st.best_loss, lam=lam0.cpu().tolist()))
+    # the same prior for the held-out windows: as many pseudo-samples per code sample as in a mini-batch
+    val_prior = gamma_prior(lam0, n_val * (windows.shape[-1] - model.dictionary.shape[-1] + 1), lambda_prior_strength)
+    judge = _Judge(val, *val_prior)
+    first = judge(model)
+    st = _State(best_loss=first["val_objective"], best_state=copy.deepcopy(model.state_dict()))
+    st.history.append(dict(step=0, train_loss=float("nan"), **first, lam=lam0.cpu().tolist()))
     if checkpoint is not None and checkpoint.exists():
         st = _load(checkpoint, model, opt_dict, opt_lam, gen)
         logger.info("resuming training from %s at step %d", checkpoint, st.step)
@@ -175,7 +184,7 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
             st.step, st.batch = st.step + 1, st.batch + 1
             bar.update(1)
             if st.step % params.eval_every == 0:
-                _evaluate(st, model, val, loss.item(), params.patience)
+                _evaluate(st, model, judge, loss.item(), params.patience)
                 if checkpoint is not None:
                     _save(checkpoint, st, model, opt_dict, opt_lam, gen)
                 if st.stopped:
@@ -185,7 +194,7 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
         if not st.stopped:
             st.epoch, st.batch, st.perm = st.epoch + 1, 0, None
     if st.step > st.history[-1]["step"]:  # the last steps were not evaluated yet (or fewer than eval_every)
-        _evaluate(st, model, val, loss.item(), params.patience)
+        _evaluate(st, model, judge, loss.item(), params.patience)
     bar.close()
     model.load_state_dict(st.best_state)  # L (and the encoder's own weights) are part of the state
     for name, p in model.encoder.named_parameters():
@@ -193,8 +202,12 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
                     float(p.detach().exp().min()), float(p.detach().exp().mean()), float(p.detach().exp().max()))
     result = TrainingResult(history=st.history, best_step=st.best_step, n_steps=st.step,
                             seconds=time.perf_counter() - t0)
-    logger.info("training: %d steps in %.1f s, best held-out loss %.5f at step %d (start %.5f)",
-                st.step, result.seconds, st.best_loss, st.best_step, st.history[0]["val_loss"])
+    best = next(row for row in st.history if row["step"] == st.best_step)
+    lam = model.lam.detach().cpu().numpy()
+    logger.info("training: %d steps in %.1f s, kept step %d: held-out objective %.5f (start %.5f), "
+                "reconstruction %.5f (start %.5f); lambda %.3f-%.3f (start %.3f-%.3f)", st.step, result.seconds,
+                st.best_step, best["val_objective"], st.history[0]["val_objective"], best["val_loss"],
+                st.history[0]["val_loss"], lam.min(), lam.max(), float(lam0.min()), float(lam0.max()))
     return result
 
 
@@ -243,13 +256,14 @@ class _State:
     history: list = field(default_factory=list)
 
 
-def _evaluate(st: _State, model: CRsAE, val: torch.Tensor, train_loss: float, patience: int) -> None:
-    val_loss = _validation_loss(model, val)
-    st.history.append(dict(step=st.step, train_loss=train_loss, val_loss=val_loss,
-                           lam=model.lam.detach().cpu().tolist()))
-    logger.debug("step %d: train %.5f held-out %.5f", st.step, train_loss, val_loss)
-    if val_loss < st.best_loss - 1e-6:
-        st.best_loss, st.best_state, st.best_step, st.stale = val_loss, copy.deepcopy(model.state_dict()), st.step, 0
+def _evaluate(st: _State, model: CRsAE, judge: "_Judge", train_loss: float, patience: int) -> None:
+    held_out = judge(model)
+    st.history.append(dict(step=st.step, train_loss=train_loss, **held_out, lam=model.lam.detach().cpu().tolist()))
+    logger.debug("step %d: train %.5f held-out objective %.5f, reconstruction %.5f", st.step, train_loss,
+                 held_out["val_objective"], held_out["val_loss"])
+    if held_out["val_objective"] < st.best_loss - 1e-6:
+        st.best_loss, st.best_state, st.best_step, st.stale = (held_out["val_objective"],
+                                                               copy.deepcopy(model.state_dict()), st.step, 0)
     else:
         st.stale += 1
     st.stopped = st.stale >= patience
@@ -275,18 +289,32 @@ def _load(path: Path, model, opt_dict, opt_lam, gen) -> _State:
     return _State(**blob["state"])
 
 
-@torch.no_grad()
-def _validation_loss(model: CRsAE, val: torch.Tensor) -> float:
-    """Held-out ``1/2 ||y - H z_T||^2`` per element; in parts on GPU out-of-memory."""
-    def part_loss(part):
-        z, y_hat = model(part)
-        return float(reconstruction_loss(part, y_hat)) * len(part)
+class _Judge:
+    """The held-out windows ``val`` ``(n, M, N)`` and their Gamma prior: scores a model by
+    ``val_objective`` (:func:`~crsae_sort.model.losses.map_objective`, the selection rule) and ``val_loss``
+    (the interior reconstruction ``1/2 ||y - H z_T||^2`` alone, reported)."""
 
-    losses, _ = run_in_parts(part_loss, val, what="the held-out windows")
-    total = 0.0
-    for loss in losses:
-        total += loss
-    return total / len(val)
+    def __init__(self, val: torch.Tensor, shape_r: torch.Tensor, rate_delta: torch.Tensor):
+        self.val, self.shape_r, self.rate_delta = val, shape_r, rate_delta
+
+    @torch.no_grad()
+    def __call__(self, model: CRsAE) -> dict:
+        edge = edge_samples(model)
+
+        def part_terms(part):  # in parts on GPU out-of-memory; lambda's terms need the l1 over all parts
+            z, y_hat = model(part)
+            fit = 0.5 * float(interior(part - y_hat, edge).double().pow(2).sum())
+            return fit, z.abs().sum(dim=(0, 2)).double(), z.shape[2] * len(part)
+
+        parts, _ = run_in_parts(part_terms, self.val, what="the held-out windows")
+        fit = sum(p[0] for p in parts)
+        l1 = sum(p[1] for p in parts)                              # (C,) over all held-out codes
+        n_e = sum(p[2] for p in parts)
+        lam = model.lam.detach().double()
+        lam_terms = float((lam * l1.to(lam.device) - (n_e + self.shape_r.double() - 1.0) * lam.log()
+                           + self.rate_delta.double() * lam).sum())
+        interior_elements = interior(self.val[:1], edge).numel() * len(self.val)
+        return dict(val_objective=(fit + lam_terms) / self.val.numel(), val_loss=fit / interior_elements)
 
 
 def _bar(total: int, enabled: bool, initial: int = 0):

@@ -34,11 +34,12 @@ if TYPE_CHECKING:  # the registry's names are read by crsae_sort.params, which m
 
 
 def ae_ls(model, y: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-    """``z_T`` and ``1/2 ||y - H z_T||^2`` (mean over elements), differentiable through the encoder."""
+    """``z_T`` and ``1/2 ||y - H z_T||^2`` (mean over the windows' interior elements), differentiable through
+    the encoder."""
     from .losses import reconstruction_loss
 
     z, y_hat = model(y)
-    return z, reconstruction_loss(y, y_hat)
+    return z, reconstruction_loss(y, y_hat, edge_samples(model))
 
 
 def ae_lasso(model, y: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -70,9 +71,18 @@ def encoder_loss(model, y: "torch.Tensor", z: "torch.Tensor") -> "torch.Tensor":
     return model.encoder.objective(y, op, model.lam.detach(), z) / y.numel()
 
 
+def edge_samples(model) -> int:
+    """Samples at each end of a window left out of the losses: ``K - 1``, where a spike can straddle the
+    edge with no code of its own (:func:`~.losses.interior`)."""
+    return model.dictionary.shape[-1] - 1
+
+
 def _lasso_per_element(model, y, z):
+    from .losses import interior
+
     lam = model.lam.detach().view(1, -1, 1)
-    return (0.5 * (y - model.decode(z)).pow(2).sum() + (lam * z.abs()).sum()) / y.numel()
+    fit = 0.5 * interior(y - model.decode(z), edge_samples(model)).pow(2).sum()
+    return (fit + (lam * z.abs()).sum()) / y.numel()
 
 
 DICTIONARY_GRADIENTS = {

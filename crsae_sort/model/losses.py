@@ -8,7 +8,14 @@ dictionary learning", IEEE TNNLS 2020:
 * lambda loss (M-step for lambda under a Gamma(r, delta) prior, ``z_T`` treated as data):
   ``sum_c [lambda_c ||z_c||_1 - (N_e + r - 1) log lambda_c + delta lambda_c]``, minimised by
   ``lambda_c = (N_e + r - 1) / (||z_c||_1 + delta)``;
-* initial lambda (universal threshold, sigma = 1 after whitening): ``sqrt(2 log(C N_e))``.
+* initial lambda (universal threshold, sigma = 1 after whitening): ``sqrt(2 log(C N_e))``;
+* model selection (held-out windows): the negative log posterior of the whole model at the encoder's
+  codes, ``1/2 ||y - H z_T||^2 + sum_c [lambda_c ||z_c||_1 - (N_e + r - 1) log lambda_c + delta lambda_c]``,
+  the objective that the E-step (in ``z``) and both M-steps (in ``H`` and in ``lambda``) descend.
+
+A window's first and last ``K - 1`` samples are left out of the reconstruction terms: the codes are
+valid convolutions (``N - K + 1`` per window), so a spike that straddles the window's edge has no code
+and its part inside the window is residual whatever the dictionary (``edge`` arguments below).
 """
 from __future__ import annotations
 
@@ -26,9 +33,32 @@ def lasso_objective(y: torch.Tensor, z: torch.Tensor, dictionary: torch.Tensor,
     return 0.5 * residual.pow(2).sum() + (lam.view(1, -1, 1) * z.abs()).sum()
 
 
-def reconstruction_loss(y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
-    """``1/2 ||y - y_hat||^2`` per sample and channel (mean over the batch's elements)."""
-    return 0.5 * (y - y_hat).pow(2).mean()
+def interior(x: torch.Tensor, edge: int) -> torch.Tensor:
+    """``x`` ``(..., N)`` without its first and last ``edge`` samples (``N - 2 edge`` left)."""
+    return x[..., edge: x.shape[-1] - edge] if edge > 0 else x
+
+
+def reconstruction_loss(y: torch.Tensor, y_hat: torch.Tensor, edge: int = 0) -> torch.Tensor:
+    """``1/2 ||y - y_hat||^2`` per sample and channel (mean over the batch's elements), over the samples
+    at least ``edge`` from either end of each window (:func:`interior`)."""
+    return 0.5 * interior(y - y_hat, edge).pow(2).mean()
+
+
+def map_objective(y: torch.Tensor, y_hat: torch.Tensor, z: torch.Tensor, lam: torch.Tensor,
+                  shape_r: torch.Tensor | float, rate_delta: torch.Tensor | float, edge: int = 0) -> torch.Tensor:
+    """Negative log posterior of the CRsAE at codes ``z``, per element of ``y`` (a scalar):
+
+    ``[1/2 ||y - y_hat||^2_interior + sum_c (lambda_c ||z_c||_1 - (N_e + r - 1) log lambda_c + delta lambda_c)]
+    / numel(y)``
+
+    with ``y_hat = H z`` (Gaussian noise of unit variance), ``z_c`` exponential of rate ``lambda_c`` and
+    ``lambda_c ~ Gamma(r, delta)``. The lasso's ``z``-step, the dictionary step and lambda's step
+    (:func:`lambda_loss`) each lower it, so, unlike the reconstruction alone, it does not rise when lambda
+    follows its prior, and it charges the codes that fitting noise would need.
+    y, y_hat: ``(batch, M, N)``; z: ``(batch, C, N - K + 1)``.
+    """
+    fit = 0.5 * interior(y - y_hat, edge).pow(2).sum()
+    return (fit + lambda_loss(z, lam, shape_r, rate_delta)) / y.numel()
 
 
 def lambda_loss(z: torch.Tensor, lam: torch.Tensor, shape_r: torch.Tensor | float,
