@@ -13,8 +13,8 @@ the rest. Each round (at most ``grow_rounds``):
 3. a cluster becomes an atom (its median snippet, unit norm; its norm is the reference amplitude)
    only when it looks like a unit: at least ``grow_min_spikes`` peaks, a median snippet whose peak
    reaches ``detect_threshold``, at most ``grow_max_isi_violations`` of its inter-spike intervals
-   under ``REFRACTORY_MS``, not the shape of an existing or just-accepted atom (best-lag cosine
-   similarity above ``merge_similarity``), and mostly not coincident with the existing atoms'
+   under ``REFRACTORY_MS``, not an existing or just-accepted atom (the one rule of
+   :func:`~crsae_sort.units.same_unit`: same shape and amplitude), and mostly not coincident with the existing atoms'
    spikes (the misfit of a unit already explained, not a new one: ``MAX_COINCIDENT``);
 4. split every atom whose spikes' snippets fall into distinct units (:mod:`crsae_sort.split`: the
    atom coded a unit the initial clustering missed or merged; its residual is only their difference);
@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from .infer import above_floor, encode_screened, peak_offsets, read_out, working_set_table
-from .init_dictionary import channel_locations_um, cluster_snippets, detect_and_cut, random_slices, \
-    template_similarity
+from .init_dictionary import channel_locations_um, cluster_snippets, detect_and_cut, random_slices
 from .model.crsae import CRsAE
 from .model.losses import universal_lambda
 from .params import SortParams
-from .split import REFRACTORY_MS, find_splits, isi_violations
+from .split import find_splits
+from .units import REFRACTORY_MS, isi_violations, same_unit, similarity_and_ratio
 from .summary import GrownAtom
 from .train import train, window_samples
 
@@ -157,16 +157,17 @@ def _accept(model: CRsAE, snippets: np.ndarray, where: np.ndarray, spikes: list,
     if len(snippets) < g.grow_min_spikes:
         return []
     labels = cluster_snippets(snippets, params.init, params.run.seed)
-    existing = model.dense_dictionary().cpu().numpy().transpose(0, 2, 1)       # (C, K, M)
+    scale = model.reference_amplitude.cpu().numpy()[:, None, None]
+    existing = (model.dense_dictionary().cpu().numpy() * scale).transpose(0, 2, 1)   # (C, K, M), at amplitude
     accepted, order = [], sorted((u for u in np.unique(labels) if u >= 0), key=lambda u: -(labels == u).sum())
     for u in order:
         members = labels == u
         median = np.median(snippets[members], axis=0)                          # (K, M)
         norm = float(np.linalg.norm(median))
-        shapes = np.concatenate([existing, [a.T for _, a in accepted], [median]]) if accepted else \
-            np.concatenate([existing, [median]])
-        sim = template_similarity(shapes.astype(np.float64))[-1, :-1]
-        best = int(np.argmax(sim)) if len(sim) else -1
+        others = np.concatenate([existing] + [[ev.amplitude * a.T] for ev, a in accepted])
+        sim, ratio = similarity_and_ratio(median[None], others)
+        sim, same = sim[0], same_unit(sim, ratio, params.init.merge_similarity, params.init.merge_amplitude_ratio)[0]
+        best = int(np.argmax(np.where(same, np.inf, sim))) if len(sim) else -1
         coincident, with_atom = _coincidence(where[members], spikes, len(existing), fs)
         ev = GrownAtom(round=0, atom=-1, n_spikes=int(members.sum()), rate_hz=float(members.sum() / seconds),
                        peak_sigma=float(np.abs(median).max()), amplitude=norm,
@@ -174,14 +175,14 @@ def _accept(model: CRsAE, snippets: np.ndarray, where: np.ndarray, spikes: list,
                        max_similarity=float(sim[best]) if best >= 0 else 0.0, similar_to=best,
                        coincident=coincident, coincident_with=with_atom,
                        peak_channel=int(np.abs(median).max(axis=0).argmax()))
-        reason = _rejection(ev, params)
+        reason = _rejection(ev, params, is_known=best >= 0 and bool(same[best]))
         logger.info("growth candidate: %s -> %s", _describe(ev), reason or "added")
         if reason is None:
             accepted.append((ev, np.ascontiguousarray(median.T / max(norm, 1e-12))))
     return accepted
 
 
-def _rejection(ev: GrownAtom, params: SortParams) -> str | None:
+def _rejection(ev: GrownAtom, params: SortParams, is_known: bool = False) -> str | None:
     """Why a residual cluster is not a unit, or None when it is one."""
     g, threshold = params.grow, params.init.detect_threshold
     if ev.n_spikes < g.grow_min_spikes:
@@ -191,9 +192,10 @@ def _rejection(ev: GrownAtom, params: SortParams) -> str | None:
     if ev.isi_violations > g.grow_max_isi_violations:
         return (f"rejected: {100 * ev.isi_violations:.1f} % of ISIs < {REFRACTORY_MS:g} ms > "
                 f"grow_max_isi_violations={g.grow_max_isi_violations:g}")
-    if ev.max_similarity > params.init.merge_similarity:
-        return (f"rejected: the shape of atom {ev.similar_to} (similarity {ev.max_similarity:.2f} > "
-                f"merge_similarity={params.init.merge_similarity:g})")
+    if is_known:
+        return (f"rejected: atom {ev.similar_to} (similarity {ev.max_similarity:.2f} > "
+                f"merge_similarity={params.init.merge_similarity:g}, amplitudes within "
+                f"merge_amplitude_ratio={params.init.merge_amplitude_ratio:g})")
     if ev.coincident > MAX_COINCIDENT:
         return (f"rejected: {100 * ev.coincident:.0f} % of its peaks fall on spikes of atom {ev.coincident_with} "
                 f"(that atom's misfit: the split check looks at its spikes)")

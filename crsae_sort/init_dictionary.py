@@ -94,13 +94,16 @@ def resolve_init_method(recording, params: InitParams) -> str:
 def _global_templates(recording, slices, params: InitParams, seed: int, n_before: int,
                       n_after: int) -> tuple[np.ndarray, list[int], int]:
     """Templates ``(n, K, n_channels)`` from clustering all-channel snippets at once; sizes; peaks."""
-    snippets, _ = detect_and_cut(recording, slices, params.detect_threshold, n_before, n_after)
+    snippets, where = detect_and_cut(recording, slices, params.detect_threshold, n_before, n_after)
     n_peaks = len(snippets)
     _check_enough_peaks(n_peaks, recording, slices, params)
     labels = cluster_snippets(snippets, params, seed)
     atoms, sizes = _cluster_templates(snippets, labels)
     if params.n_templates == 0:
-        atoms, sizes = merge_similar(atoms, sizes, params.merge_similarity, params.merge_amplitude_ratio)
+        trains = [where[labels == u] for u in np.unique(labels) if u >= 0]
+        seconds = sum(b - a for _, a, b in slices) / recording.get_sampling_frequency()
+        atoms, sizes = merge_similar(atoms, sizes, params.merge_similarity, params.merge_amplitude_ratio,
+                                     trains, recording.get_sampling_frequency(), seconds)
         if len(atoms) > params.max_templates:
             keep = np.argsort(sizes)[::-1][: params.max_templates]
             atoms, sizes = atoms[keep], [sizes[i] for i in keep]
@@ -213,7 +216,13 @@ def _strongest_negative_peak(recording, slices) -> float:
 
 
 def cluster_snippets(snippets: np.ndarray, params: InitParams, seed: int) -> np.ndarray:
-    """Cluster labels (``-1`` = noise) of snippets, on their first principal components."""
+    """Cluster labels (``-1`` = noise) of snippets ``(n, K, M)``, on their first principal components.
+
+    With ``n_templates`` fixed: k-means. Otherwise HDBSCAN finds the dense groups, and each group is then
+    split as its own data splits it (:func:`_split_groups`): on real noise two units of nearby shapes sit in
+    one density group, which HDBSCAN on the whole set's components does not separate. Groups of one unit
+    that this over-splits are merged back by :func:`merge_similar` (and by the callers' own merges).
+    """
     from sklearn.cluster import HDBSCAN, KMeans
     from sklearn.decomposition import PCA
 
@@ -226,7 +235,44 @@ def cluster_snippets(snippets: np.ndarray, params: InitParams, seed: int) -> np.
     labels = HDBSCAN(min_cluster_size=min_size, min_samples=5, copy=True).fit_predict(feats)
     if labels.max() < 0:  # no structure found: one template
         labels = np.zeros(len(flat), dtype=int)
-    return labels
+    return _split_groups(flat, labels, min_size, seed)
+
+
+SPLIT_COMPONENTS = 5   # principal components of a group's own snippets on which it is split
+SPLIT_MAX = 4          # at most this many parts per group
+
+
+def _split_groups(flat: np.ndarray, labels: np.ndarray, min_size: int, seed: int) -> np.ndarray:
+    """Each group of ``labels`` split by a Gaussian mixture on the principal components of its own snippets
+    ``flat`` ``(n, K M)``: 1 to ``SPLIT_MAX`` components, the count with the lowest BIC among those whose
+    every part holds at least ``min_size`` snippets. The group's own components are the directions in which
+    its snippets differ, so two units that the whole set's components blur (a weaker unit beside a stronger
+    one of a similar shape, amplitude bands of two cells) come apart as they do in tridesclous2's and
+    Kilosort4's recursive splits. Returns the new labels (``-1`` kept)."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    out, next_label = labels.copy(), 0
+    for u in [u for u in np.unique(labels) if u >= 0]:
+        idx = np.flatnonzero(labels == u)
+        best = np.zeros(len(idx), dtype=int)
+        if len(idx) >= 2 * min_size:
+            feats = PCA(n_components=int(min(SPLIT_COMPONENTS, len(idx) - 1)),
+                        random_state=seed).fit_transform(flat[idx].astype(np.float64))
+            best_bic = np.inf
+            for k in range(1, SPLIT_MAX + 1):
+                if len(idx) < k * min_size:
+                    break
+                mix = GaussianMixture(k, random_state=seed, n_init=2, reg_covar=1e-3).fit(feats)
+                part = mix.predict(feats)
+                if np.bincount(part, minlength=k).min() < min_size:
+                    continue
+                bic = mix.bic(feats)
+                if bic < best_bic:
+                    best_bic, best = bic, part
+        out[idx] = next_label + best
+        next_label += int(best.max()) + 1
+    return out
 
 
 def _cluster_templates(snippets: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -235,27 +281,35 @@ def _cluster_templates(snippets: np.ndarray, labels: np.ndarray) -> tuple[np.nda
     return atoms, [int((labels == u).sum()) for u in ids]
 
 
-def merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float,
-                   max_ratio: float) -> tuple[np.ndarray, list[int]]:
-    """Greedily merge templates ``(n, K, M)`` of the same shape and amplitude.
+def merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float, max_ratio: float,
+                  trains: list[np.ndarray] | None = None, fs: float = 0.0, seconds: float = 0.0) -> tuple[np.ndarray, list[int]]:
+    """Greedily merge templates ``(n, K, M)`` that are one unit, most similar pair first.
 
-    Same shape: best-lag cosine similarity above ``threshold``; same amplitude: ratio of norms at
-    most ``max_ratio`` (two neurons can share a shape at different distances from the probe).
-    The larger cluster's template is kept.
+    One unit: :func:`~crsae_sort.units.same_unit` (best-lag cosine similarity above ``threshold``, ratio of
+    norms at most ``max_ratio``: two neurons can share a shape at different distances from the probe; and,
+    with each cluster's peaks ``trains`` ``[(n_i, 2) (slice, sample)]`` over ``seconds`` of slices at
+    ``fs``, trains that are not independent). The larger cluster's template is kept.
     """
-    atoms = [a for a in atoms]
-    sizes = list(sizes)
+    from .units import independent, same_unit, similarity_and_ratio
+
+    atoms, sizes = list(atoms), list(sizes)
+    trains = list(trains) if trains is not None else None
     while len(atoms) > 1:
-        sim = template_similarity(np.stack(atoms))
-        norms = np.linalg.norm(np.stack(atoms).reshape(len(atoms), -1), axis=1)
-        ratio = np.maximum(norms[:, None], norms[None, :]) / np.minimum(norms[:, None], norms[None, :])
-        sim[ratio > max_ratio] = -np.inf
-        np.fill_diagonal(sim, -np.inf)
-        i, j = np.unravel_index(np.argmax(sim), sim.shape)
-        if sim[i, j] < threshold:
+        sim, ratio = similarity_and_ratio(np.stack(atoms))
+        same = same_unit(sim, ratio, threshold, max_ratio)
+        np.fill_diagonal(same, False)
+        if trains is not None:  # the trains only where shape and amplitude already agree
+            for i, j in zip(*np.nonzero(np.triu(same))):  # the detector keeps one peak per spike within 0.5 ms
+                if independent(trains[i], trains[j], fs, seconds, blind_ms=0.5):
+                    same[i, j] = same[j, i] = False
+        if not same.any():
             break
+        i, j = np.unravel_index(np.argmax(np.where(same, sim, -np.inf)), sim.shape)
         keep, drop = (i, j) if sizes[i] >= sizes[j] else (j, i)
         sizes[keep] += sizes[drop]
+        if trains is not None:
+            trains[keep] = np.concatenate([trains[keep], trains[drop]])
+            del trains[drop]
         del atoms[drop], sizes[drop]
     return np.stack(atoms), sizes
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .units import same_unit
+
 logger = logging.getLogger(__name__)
 
 MAX_PEAKS_PER_BIN = 5000     # a bin's clustering sees at most this many peaks (random subset)
@@ -180,8 +182,8 @@ def merge_nearby(templates: np.ndarray, sizes: list[int], locations: np.ndarray,
                  threshold: float, max_ratio: float, upsample: int = UPSAMPLE) -> tuple[np.ndarray, list[int]]:
     """Merge templates ``(n, K, M)`` of one unit seen from neighbouring bins.
 
-    As the global path's greedy merge (best-lag cosine similarity above ``threshold``, norms
-    within ``max_ratio``, the larger cluster's template kept; lags at ``1 / upsample`` sample),
+    As the global path's greedy merge (one unit by :func:`~crsae_sort.units.same_unit`: best-lag cosine
+    similarity above ``threshold``, norms within ``max_ratio``; the larger cluster's template kept; lags at ``1 / upsample`` sample),
     but only pairs whose peak channels lie within ``radius_um`` are compared, so the cost grows with the number of templates, not
     its square. Similarity and norms are taken on the channels within ``radius_um`` of either peak
     channel: elsewhere a template is the mean of a few hundred spikes (:func:`full_templates`), whose
@@ -198,13 +200,11 @@ def merge_nearby(templates: np.ndarray, sizes: list[int], locations: np.ndarray,
     i, j = np.nonzero(np.triu(np.linalg.norm(peak[:, None] - peak[None, :], axis=2) <= radius_um, k=1))
     near = np.linalg.norm(peak[:, None, :] - locations[None, :, :], axis=2) <= radius_um   # (n, M)
     sim, ratio = pair_similarity(templates, i, j, upsample=upsample, channels=near)
-    ok = ratio <= max_ratio
+    ok = same_unit(sim, ratio, threshold, max_ratio)   # the one rule of crsae_sort.units (no trains here)
     i, j, sim = i[ok], j[ok], sim[ok]
     sizes = np.asarray(sizes, dtype=np.int64).copy()
     alive = np.ones(n, dtype=bool)
     for p in np.argsort(-sim, kind="stable"):
-        if sim[p] < threshold:
-            break
         a, b = i[p], j[p]
         if not (alive[a] and alive[b]):
             continue

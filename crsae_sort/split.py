@@ -10,9 +10,8 @@ one shape, or only one group that passes the checks below, by the modes of their
 atom (:func:`amplitude_modes`). Clusters of at
 least ``grow_min_spikes`` snippets whose peaks (each snippet's, noise included, as the detector sees a
 spike) reach ``detect_threshold`` in the median, and with at most ``grow_max_isi_violations`` of
-refractory violations, are merged back by the initial dictionary's own rule (same shape *and*
-amplitude: :func:`~crsae_sort.init_dictionary.merge_similar`) unless their trains are independent
-(two units of one shape);
+refractory violations, are merged back when they are one unit by the rule the initial clustering and
+growth use (:func:`~crsae_sort.units.same_unit`: same shape, same amplitude, trains not independent);
 when two or more remain, and they do not duplicate another atom, the atom is split: the largest
 child replaces it, the others are appended, all with origin ``split``.
 
@@ -27,11 +26,9 @@ import numpy as np
 from .init_dictionary import cluster_snippets, template_similarity
 from .params import SortParams
 from .summary import GrownAtom
+from .units import REFRACTORY_MS, independent, isi_violations, same_unit, similarity_and_ratio
 
 logger = logging.getLogger(__name__)
-
-REFRACTORY_MS = 1.5       # inter-spike intervals shorter than this violate a unit's refractory period
-MIN_CROSS_FRACTION = 0.3  # two children are two units when their trains come this close to independence
 
 
 def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tuple[np.ndarray, np.ndarray]],
@@ -53,8 +50,8 @@ def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tupl
         # two units' trains are independent, so together they break the refractory period; halves of one do not
         read_out_ms = params.inference.refractory_ms
 
-        def independent(a, b):
-            return _independent(where[a], where[b], fs, seconds, read_out_ms)
+        def apart(a, b):  # the read-out keeps one code peak per atom within refractory_ms: closer pairs unseen
+            return independent(where[a], where[b], fs, seconds, blind_ms=read_out_ms)
 
         # a child's spikes reach the detection threshold as the detector sees spikes: the median over its
         # snippets of each one's peak (noise included), not the peak of its median template
@@ -64,10 +61,10 @@ def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tupl
             out = sorted((m for m in groups if m.sum() >= g.grow_min_spikes
                           and np.median(peaks[m]) >= params.init.detect_threshold
                           and isi_violations(where[m], fs) <= g.grow_max_isi_violations), key=lambda m: -m.sum())
-            return out[:1] + [m for m in out[1:] if independent(out[0], m)]
+            return out[:1] + [m for m in out[1:] if apart(out[0], m)]
 
         children = units(_merged_groups(snippets, [labels == u for u in np.unique(labels) if u >= 0], params,
-                                        independent))
+                                        apart))
         if len(children) < 2:  # one shape (or only one group that can be a unit): units of the same shape can
             # still differ in amplitude (kept apart only if their trains are independent)
             children = units(amplitude_modes(snippets, existing[c].T, params.run.seed))
@@ -102,7 +99,7 @@ def amplitude_modes(snippets: np.ndarray, atom: np.ndarray, seed: int, max_modes
     One group when one Gaussian explains the amplitudes best. Units of one shape at different
     distances from the probe differ only in amplitude, which the snippets' principal components
     (dominated by noise for weak units) may not separate. Modes are kept apart only when their trains
-    are independent (:func:`_independent`): parts of one unit's amplitude spread share its refractory
+    are independent (:func:`~crsae_sort.units.independent`): parts of one unit's amplitude spread share its refractory
     period, two units do not.
     """
     from sklearn.mixture import GaussianMixture
@@ -118,68 +115,32 @@ def amplitude_modes(snippets: np.ndarray, atom: np.ndarray, seed: int, max_modes
 
 def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortParams,
                    independent=lambda a, b: False) -> list[np.ndarray]:
-    """Clusters (boolean masks over ``snippets``) merged greedily while two have the same shape and amplitude
-    (the initial dictionary's rule: similarity above ``merge_similarity``, amplitude ratio at most
-    ``merge_amplitude_ratio``), unless ``independent(a, b)``: trains that break each other's refractory
-    period as two units' do are two units, however alike their shapes (units of one shape and nearly
-    one amplitude, which the initial clustering merged)."""
+    """Clusters (boolean masks over ``snippets``) merged greedily, most similar pair first, while two are one
+    unit (:func:`~crsae_sort.units.same_unit` on their median snippets, with ``independent(a, b)`` for their
+    trains: units of one shape and nearly one amplitude, which the initial clustering merged, stay apart)."""
     groups = list(groups)
     while len(groups) > 1:
-        medians = np.stack([np.median(snippets[m], axis=0) for m in groups]).astype(np.float64)
-        sim = template_similarity(medians)
-        norms = np.linalg.norm(medians.reshape(len(medians), -1), axis=1)
-        low = np.maximum(np.minimum(norms[:, None], norms[None, :]), 1e-12)
-        ratio = np.maximum(norms[:, None], norms[None, :]) / low
-        sim[ratio > params.init.merge_amplitude_ratio] = -np.inf
-        for i, j in zip(*np.nonzero(sim > params.init.merge_similarity)):
-            if i < j and independent(groups[i], groups[j]):
-                sim[i, j] = sim[j, i] = -np.inf
-        np.fill_diagonal(sim, -np.inf)
-        i, j = np.unravel_index(np.argmax(sim), sim.shape)
-        if sim[i, j] <= params.init.merge_similarity:
+        medians = np.stack([np.median(snippets[m], axis=0) for m in groups])
+        sim, ratio = similarity_and_ratio(medians)
+        same = same_unit(sim, ratio, params.init.merge_similarity, params.init.merge_amplitude_ratio)
+        np.fill_diagonal(same, False)
+        for i, j in zip(*np.nonzero(np.triu(same))):  # the trains only where shape and amplitude already agree
+            if independent(groups[i], groups[j]):
+                same[i, j] = same[j, i] = False
+        if not same.any():
             break
+        i, j = np.unravel_index(np.argmax(np.where(same, sim, -np.inf)), sim.shape)
         groups[i] = groups[i] | groups[j]
         del groups[j]
     return groups
 
 
-def _independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, read_out_ms: float) -> bool:
-    """Whether trains ``a`` and ``b`` ``(n, 2)`` (slice, sample) break each other's refractory period as two
-    independent units would: at least ``MIN_CROSS_FRACTION`` of the ``n_a n_b 2 (tau - r) / T`` pairs
-    between ``r`` and ``tau = REFRACTORY_MS`` apart expected by chance, and at least 2 (halves of one unit
-    have none). ``r = read_out_ms``: both trains come from one atom's read-out, which keeps one code peak
-    within ``refractory_ms``, so pairs closer than that cannot be seen and are not counted."""
-    tau, r = REFRACTORY_MS * fs / 1000, read_out_ms * fs / 1000
-    if r >= tau:
-        return False
-    close = 0
-    for s in np.intersect1d(a[:, 0], b[:, 0]):
-        x, y = np.sort(a[a[:, 0] == s, 1]), np.sort(b[b[:, 0] == s, 1])
-        i = np.searchsorted(x, y)
-        left, right = x[np.clip(i - 1, 0, len(x) - 1)], x[np.clip(i, 0, len(x) - 1)]
-        gap = np.minimum(np.abs(y - left), np.abs(y - right))
-        close += int(np.sum((gap < tau) & (gap >= r)))
-    expected = len(a) * len(b) * 2 * (tau - r) / (seconds * fs)
-    return close >= max(2.0, MIN_CROSS_FRACTION * expected)
-
-
 def _not_duplicates(children: np.ndarray, existing: np.ndarray, parent: int, params: SortParams) -> list[int]:
-    """Children ``(n, K, M)`` that are not another atom than ``parent`` under the merge rule."""
+    """Children ``(n, K, M)`` that are not another atom than ``parent`` (:func:`~crsae_sort.units.same_unit`;
+    the atoms' trains are not at hand here, so shape and amplitude decide)."""
     others = np.delete(existing, parent, axis=0).transpose(0, 2, 1)                      # (C - 1, K, M)
     if not len(others):
         return list(range(len(children)))
-    both = np.concatenate([children, others]).astype(np.float64)
-    sim = template_similarity(both)[: len(children), len(children):]
-    norms = np.linalg.norm(both.reshape(len(both), -1), axis=1)
-    a, b = norms[: len(children), None], norms[None, len(children):]
-    ratio = np.maximum(a, b) / np.maximum(np.minimum(a, b), 1e-12)
-    same = (sim > params.init.merge_similarity) & (ratio <= params.init.merge_amplitude_ratio)
+    sim, ratio = similarity_and_ratio(children, others)
+    same = same_unit(sim, ratio, params.init.merge_similarity, params.init.merge_amplitude_ratio)
     return [i for i in range(len(children)) if not same[i].any()]
-
-
-def isi_violations(where: np.ndarray, fs: float) -> float:
-    """Fraction of the inter-spike intervals (within each slice) of spikes ``where`` ``(n, 2)`` (slice,
-    sample) shorter than ``REFRACTORY_MS``."""
-    limit = REFRACTORY_MS * fs / 1000
-    isi = np.concatenate([np.diff(np.sort(where[where[:, 0] == s, 1])) for s in np.unique(where[:, 0])])
-    return float(np.mean(isi < limit)) if len(isi) else 0.0
