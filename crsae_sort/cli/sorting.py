@@ -43,7 +43,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
              sampling_frequency, num_channels, dtype, gain_to_uv, offset_to_uv, stream, mat_variable, with_report,
              ground_truth, verbose):
     """Sort the recording at INPUT into the folder given by -o."""
-    setup_console(verbose)
+    verbose = setup_console(verbose)
     doing = Doing("reading the parameters")
 
     def run():
@@ -97,7 +97,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
     """Write OUT/report/index.html: templates, λ, fit, training, quality metrics of a sort in OUT."""
-    setup_console(verbose)
+    verbose = setup_console(verbose)
 
     def run():
         from ..report import build_report
@@ -127,7 +127,7 @@ def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def demo_cmd(output, duration_s, device, overwrite, verbose):
     """Sort a seeded SpikeInterface ground-truth tetrode and print accuracy per unit."""
-    setup_console(verbose)
+    verbose = setup_console(verbose)
 
     def run():
         from ..demo import run_demo
