@@ -27,7 +27,7 @@ from .io import outfolder, results
 from .params import SortParams
 from .postprocess import SortResult, build_result, combine_groups
 from .preprocess import cache_base, check_cache_room, preprocess
-from .runlog import StageTimer, log_to_file, versions
+from .runlog import StageTimer, log_to_file, quiet_spikeinterface, versions
 from .threads import configure_threads
 from .train import initial_model, sample_windows, train, window_samples
 from .validate import check_recording, scan_traces
@@ -47,8 +47,15 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
     continues an interrupted run into the same ``output_folder`` from its last checkpoint;
     ``phy`` and ``nwb`` add a Phy folder (``phy/``) and an NWB file (``units.nwb``), see
 :mod:`crsae_sort.io.phy_nwb`. Every input is checked before any heavy work; problems raise
-    :class:`InputError`.
+    :class:`InputError`. SpikeInterface draws no progress bars of its own meanwhile.
     """
+    with quiet_spikeinterface():
+        return _sort_checked(recording, output_folder, params, model_path=model_path, overwrite=overwrite,
+                             resume=resume, progress=progress, phy=phy, nwb=nwb)
+
+
+def _sort_checked(recording, output_folder, params, *, model_path, overwrite: bool, resume: bool,
+                  progress: bool | None, phy: bool, nwb: bool) -> SortResult:
     if not isinstance(params, SortParams):
         params = SortParams.from_dict(params)
     progress = sys.stderr.isatty() if progress is None else progress

@@ -1,0 +1,57 @@
+"""What a new user trips on (issue 24): the demo run twice, probe hints that fit the recording, a probe
+name's near miss, integer data of unknown gain, -v before the command, SpikeInterface's own progress
+bars, and the one import of the package root that was left."""
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from crsae_sort import InputError
+from crsae_sort.cli import main
+from crsae_sort.io.reading import open_recording
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--device", "cpu", "--set", "max_epochs=0", "--set", "grow_rounds=0"]  # no training, no growth: seconds
+GAIN = 0.195  # µV per step of the int16 file below
+
+
+@pytest.fixture(scope="module")
+def counts_tetrode(tmp_path_factory) -> list:
+    """3 s of a seeded ground-truth tetrode written as raw int16 counts (µV / 0.195), and the options
+    `sort` needs for it, gain left out."""
+    from crsae_sort.demo import ground_truth_tetrode
+
+    recording, _ = ground_truth_tetrode(3.0, seed=11, num_units=3)
+    path = tmp_path_factory.mktemp("raw") / "tetrode_counts.raw"
+    np.round(recording.get_traces() / GAIN).astype("<i2").tofile(path)
+    return [str(path), "--sampling-frequency", "30000", "--num-channels", "4", "--dtype", "int16",
+            "--probe", "tetrode"]
+
+
+@pytest.fixture(scope="module")
+def sorted_in_uv(counts_tetrode, tmp_path_factory):
+    """The int16 tetrode sorted with its gain, -v given before the command, with a Phy folder (whose export
+    is where SpikeInterface drew its own progress bar); SpikeInterface's job settings before the run."""
+    from spikeinterface.core import get_global_job_kwargs
+
+    before = get_global_job_kwargs()
+    out = tmp_path_factory.mktemp("uv") / "out"
+    res = CliRunner().invoke(main, ["-v", "sort", *counts_tetrode, "-o", str(out), "--gain-to-uv", str(GAIN),
+                                    "--phy", *FAST])
+    return res, out, before
+
+
+def test_v_before_the_command_and_no_spikeinterface_progress_bars(sorted_in_uv):
+    from spikeinterface.core import get_global_job_kwargs
+
+    res, out, before = sorted_in_uv
+    assert res.exit_code == 0, res.output
+    assert "INFO parameters {" in res.output  # -v before the command logs every INFO line, as after it
+    assert (out / "phy" / "params.py").is_file()
+    assert "estimate_templates" not in res.output and "it/s" not in res.output and "%|" not in res.output
+    assert get_global_job_kwargs() == before  # SpikeInterface's settings are put back after the sort
+
+
