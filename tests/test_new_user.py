@@ -55,3 +55,9 @@ def test_v_before_the_command_and_no_spikeinterface_progress_bars(sorted_in_uv):
     assert get_global_job_kwargs() == before  # SpikeInterface's settings are put back after the sort
 
 
+def test_bench_init_takes_sort_from_pipeline():
+    tree = ast.parse((ROOT / "crsae_sort" / "bench" / "init.py").read_text())
+    from_root = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "crsae_sort"
+                 for a in node.names]
+    modules = {p.stem for p in (ROOT / "crsae_sort").iterdir()}
+    assert from_root and all(name in modules for name in from_root), from_root  # modules only, no names
