@@ -31,6 +31,37 @@ def counts_tetrode(tmp_path_factory) -> list:
             "--probe", "tetrode"]
 
 
+def _without_probe(folder: Path, n_channels: int) -> Path:
+    from spikeinterface.core import NumpyRecording
+
+    traces = np.random.default_rng(n_channels).standard_normal((3000, n_channels)).astype("float32")
+    NumpyRecording([traces], 30000.0).save(folder=folder, n_jobs=1, progress_bar=False)
+    return folder
+
+
+def test_missing_probe_suggests_the_shipped_probes_that_fit(tmp_path):
+    rec16 = _without_probe(tmp_path / "rec16", 16)
+    res = CliRunner().invoke(main, ["sort", str(rec16), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 1 and not (tmp_path / "out").exists()
+    assert res.output.strip() == ("Error: recording has no probe attached: pass --probe linear16 (the shipped probe "
+                                  "with 16 contacts, one per channel) or --probe my_probe.json (any probeinterface "
+                                  "file with 16 contacts)")
+    with pytest.raises(InputError, match=r"pass probe='buzsaki32' or probe='linear32' \(the shipped probes with 32 "
+                                         r"contacts, one per channel: check which is yours\)"):
+        open_recording(_without_probe(tmp_path / "rec32", 32))
+    with pytest.raises(InputError) as err:
+        open_recording(_without_probe(tmp_path / "rec7", 7))
+    assert str(err.value) == ("recording has no probe attached, and no probe shipped with crsae-sort has its 7 "
+                              "channels (they have 1, 4, 16, 32 or 384 contacts): pass probe='my_probe.json', a "
+                              "probeinterface file with 7 contacts")
+    # the probe that cannot fit: the one that does is named
+    res = CliRunner().invoke(main, ["sort", str(rec16), "-o", str(tmp_path / "out"), "--probe", "tetrode"])
+    assert res.exit_code == 1
+    assert res.output.strip() == ("Error: probe tetrode.json has 4 contacts but the recording has 16 channels; "
+                                  "choose a probe that matches (shipped with 16 contacts: linear16)")
+    assert open_recording(rec16, probe="linear16").get_probe().get_contact_count() == 16
+
+
 @pytest.fixture(scope="module")
 def sorted_in_uv(counts_tetrode, tmp_path_factory):
     """The int16 tetrode sorted with its gain, -v given before the command, with a Phy folder (whose export

@@ -52,10 +52,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
     if probe is not None:
         recording = _with_probe(recording, load_probe(probe, recording.get_num_channels()))
     if not recording.has_probe():
-        name = option("probe='tetrode'", "--probe tetrode")
-        file = option("probe='my_probe.json'", "--probe my_probe.json")
-        raise InputError(f"recording has no probe attached: pass {name} (one of {', '.join(probe_names())}) or "
-                         f"{file} (any probeinterface file)")
+        raise InputError(_missing_probe(recording.get_num_channels()))
     logger.info("opened %s: %s", path, recording)
     return recording
 
@@ -71,6 +68,45 @@ def _shipped_probes() -> dict:
 def probe_names() -> list[str]:
     """Names of the probes shipped with crsae-sort (``tetrode``, ``linear16``, ...)."""
     return sorted(_shipped_probes())
+
+
+def probe_contacts() -> dict[str, int]:
+    """``{name: number of contacts}`` of the shipped probes, read from their JSON (no probeinterface import)."""
+    import json
+
+    return {name: sum(len(p["contact_positions"]) for p in json.loads(f.read_text())["probes"])
+            for name, f in sorted(_shipped_probes().items())}
+
+
+def probes_with(num_channels: int) -> list[str]:
+    """The shipped probes with one contact per channel of a ``num_channels``-channel recording."""
+    return [name for name, n in probe_contacts().items() if n == num_channels]
+
+
+def _missing_probe(num_channels: int) -> str:
+    """What to pass when a recording has no probe: the shipped probes that fit its channel count first."""
+    file = option("probe='my_probe.json'", "--probe my_probe.json")
+    fitting = probes_with(num_channels)
+    names = " or ".join(option(f"probe='{name}'", f"--probe {name}") for name in fitting)
+    if len(fitting) == 1:
+        return (f"recording has no probe attached: pass {names} (the shipped probe with {num_channels} contacts, "
+                f"one per channel) or {file} (any probeinterface file with {num_channels} contacts)")
+    if fitting:
+        return (f"recording has no probe attached: pass {names} (the shipped probes with {num_channels} contacts, "
+                f"one per channel: check which is yours) or {file} (any probeinterface file with {num_channels} "
+                "contacts)")
+    sizes = sorted(set(probe_contacts().values()))
+    sizes_text = ", ".join(map(str, sizes[:-1])) + f" or {sizes[-1]}" if len(sizes) > 1 else ", ".join(map(str, sizes))
+    return (f"recording has no probe attached, and no probe shipped with crsae-sort has its {num_channels} "
+            f"channels (they have {sizes_text} contacts): pass {file}, a probeinterface file with "
+            f"{num_channels} contacts")
+
+
+def _fitting_hint(num_channels: int) -> str:
+    fitting = probes_with(num_channels)
+    if fitting:
+        return f"shipped with {num_channels} contacts: {', '.join(fitting)}"
+    return f"no shipped probe has {num_channels} contacts: pass a probeinterface file"
 
 
 def load_probe(probe: str, num_channels: int):
@@ -92,7 +128,7 @@ def load_probe(probe: str, num_channels: int):
     n_contacts = group.get_contact_count()
     if n_contacts != num_channels:
         raise InputError(f"probe {candidate.name} has {n_contacts} contacts but the recording has "
-                         f"{num_channels} channels; choose a probe that matches")
+                         f"{num_channels} channels; choose a probe that matches ({_fitting_hint(num_channels)})")
     if len(group.probes) == 1 and group.probes[0].device_channel_indices is None:
         group.probes[0].set_device_channel_indices(list(range(n_contacts)))
     return group
