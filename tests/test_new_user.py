@@ -62,6 +62,17 @@ def test_missing_probe_suggests_the_shipped_probes_that_fit(tmp_path):
     assert open_recording(rec16, probe="linear16").get_probe().get_contact_count() == 16
 
 
+def test_probe_name_typo_gets_did_you_mean(tmp_path):
+    rec4 = _without_probe(tmp_path / "rec4", 4)
+    res = CliRunner().invoke(main, ["sort", str(rec4), "-o", str(tmp_path / "out"), "--probe", "tetrod"])
+    assert res.exit_code == 1
+    assert res.output.strip() == ("Error: probe tetrod (did you mean tetrode?) is neither a file nor a probe shipped "
+                                  "with crsae-sort (known: buzsaki32, linear16, linear32, neuropixels1, neuropixels2, "
+                                  "single, tetrode)")
+    with pytest.raises(InputError, match=r"^probe zzz is neither"):  # nothing close: no guess
+        open_recording(rec4, probe="zzz")
+
+
 @pytest.fixture(scope="module")
 def sorted_in_uv(counts_tetrode, tmp_path_factory):
     """The int16 tetrode sorted with its gain, -v given before the command, with a Phy folder (whose export

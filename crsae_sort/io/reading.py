@@ -118,7 +118,10 @@ def load_probe(probe: str, num_channels: int):
         if not candidate.is_file():
             shipped = _shipped_probes()
             if probe not in shipped:
-                raise InputError(f"probe {probe!r} is neither a file nor a probe shipped with crsae-sort (known: "
+                from ..params import with_suggestion
+
+                raise InputError(f"probe {with_suggestion(probe, shipped)} is neither a file nor a probe shipped "
+                                 f"with crsae-sort (known: "
                                  f"{', '.join(sorted(shipped)) or 'none: the installation lacks its probe files'})")
             candidate = stack.enter_context(resources.as_file(shipped[probe]))
         try:
