@@ -39,6 +39,35 @@ def _without_probe(folder: Path, n_channels: int) -> Path:
     return folder
 
 
+def test_demo_runs_twice_into_its_folder_and_never_replaces_one_it_did_not_write(tmp_path, monkeypatch):
+    import crsae_sort.pipeline as pipeline
+
+    real = pipeline.sort
+    fast = {"max_epochs": 0, "grow_rounds": 0, "device": "cpu"}
+    monkeypatch.setattr(pipeline, "sort", lambda rec, out, params, **kw: real(rec, out, dict(params or {}, **fast),
+                                                                               **kw))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    first = runner.invoke(main, ["demo", "--duration", "3"])  # the README's line, into ./crsae_demo
+    assert first.exit_code == 0, first.output
+    demo = tmp_path / "crsae_demo"
+    assert json.loads((demo / "demo.json").read_text())["seed"] == 2205
+    (demo / "left_by_the_first_run").write_text("")
+    second = runner.invoke(main, ["demo", "--duration", "3"])
+    assert second.exit_code == 0, second.output
+    assert (demo / "summary.json").is_file() and not (demo / "left_by_the_first_run").exists()
+    assert first.output.splitlines()[-1].split(";")[0] == second.output.splitlines()[-1].split(";")[0]  # same seed
+    # a folder the demo did not write stays untouched, and nothing is generated first
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.txt").write_text("keep")
+    res = runner.invoke(main, ["demo", "-o", str(mine), "--duration", "3"])
+    assert res.exit_code == 1
+    assert res.output.strip() == (f"Error: output folder {mine} exists and is not an earlier demo's output; pass "
+                                  "--overwrite to replace it, or choose another folder")
+    assert (mine / "data.txt").read_text() == "keep" and sorted(p.name for p in mine.iterdir()) == ["data.txt"]
+
+
 def test_missing_probe_suggests_the_shipped_probes_that_fit(tmp_path):
     rec16 = _without_probe(tmp_path / "rec16", 16)
     res = CliRunner().invoke(main, ["sort", str(rec16), "-o", str(tmp_path / "out")])

@@ -120,10 +120,11 @@ def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
 
 
 @click.command("demo")
-@click.option("-o", "--output", type=click.Path(), default="crsae_demo", show_default=True, help="Output folder.")
+@click.option("-o", "--output", type=click.Path(), default="crsae_demo", show_default=True,
+              help="Output folder; an earlier demo's output there is replaced, so the demo runs again as it is.")
 @click.option("--duration", "duration_s", type=float, default=30.0, show_default=True, help="Seconds to generate.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder that an earlier demo did not write.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def demo_cmd(output, duration_s, device, overwrite, verbose):
     """Sort a seeded SpikeInterface ground-truth tetrode and print accuracy per unit."""
