@@ -115,6 +115,47 @@ def sorted_in_uv(counts_tetrode, tmp_path_factory):
     return res, out, before
 
 
+def test_integer_data_of_unknown_gain_sorts_in_counts_on_purpose(counts_tetrode, sorted_in_uv, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["sort", *counts_tetrode, "-o", str(tmp_path / "none"), *FAST])
+    assert res.exit_code == 1 and not (tmp_path / "none").exists()
+    assert res.output.strip() == ("Error: integer recording without a gain to µV; any gain finds the same spikes "
+                                  "(only the µV values of templates and amplitudes change): pass --gain-to-uv G if "
+                                  "you know it (µV per step, e.g. 0.195 for Intan), or --counts to sort in the "
+                                  "file's own units (results in counts, not µV)")
+    both = runner.invoke(main, ["sort", *counts_tetrode, "-o", str(tmp_path / "both"), "--counts",
+                                "--gain-to-uv", str(GAIN), *FAST])
+    assert both.exit_code == 1 and "pass one" in both.output
+    uv, uv_folder, _ = sorted_in_uv
+    counts = runner.invoke(main, ["sort", *counts_tetrode, "-o", str(tmp_path / "counts"), "--counts", *FAST])
+    assert uv.exit_code == 0 and counts.exit_code == 0, uv.output + counts.output
+    assert counts.output.strip().splitlines()[-1] == (f"results in {tmp_path / 'counts'}; templates and amplitudes "
+                                                      "in counts, not µV")
+    a, b = np.load(uv_folder / "spikes.npy"), np.load(tmp_path / "counts" / "spikes.npy")
+    assert len(a) > 100
+    np.testing.assert_array_equal(a["sample_index"], b["sample_index"])  # the gain changes no spike
+    np.testing.assert_array_equal(a["unit_id"], b["unit_id"])
+    np.testing.assert_allclose(a["amplitude_uv"], GAIN * b["amplitude_uv"], rtol=1e-4)
+    t_uv, t_counts = np.load(uv_folder / "templates.npy"), np.load(tmp_path / "counts" / "templates.npy")
+    np.testing.assert_allclose(t_uv, GAIN * t_counts, rtol=1e-4, atol=1e-4 * np.abs(t_uv).max())
+    assert json.loads((uv_folder / "summary.json").read_text())["amplitude_unit"] == "uV"
+    assert json.loads((tmp_path / "counts" / "summary.json").read_text())["amplitude_unit"] == "counts"
+    assert json.loads((tmp_path / "counts" / "params.json").read_text())["amplitude_unit"] == "counts"
+
+
+def test_gain_to_uv_applies_to_any_input_that_stores_no_gain(tmp_path):
+    """The message's --gain-to-uv works beyond raw binary: here a SpikeInterface folder of int16 samples."""
+    from spikeinterface.core import NumpyRecording
+
+    NumpyRecording([np.arange(12000, dtype="int16").reshape(3000, 4)], 30000.0).save(
+        folder=tmp_path / "int16", n_jobs=1, progress_bar=False)
+    recording = open_recording(tmp_path / "int16", probe="tetrode", gain_to_uv=GAIN)
+    assert recording.has_scaleable_traces()
+    np.testing.assert_allclose(recording.get_traces(end_frame=2, return_in_uV=True),
+                               np.arange(8).reshape(2, 4) * np.float32(GAIN), rtol=1e-6)
+    assert not open_recording(tmp_path / "int16", probe="tetrode").has_scaleable_traces()
+
+
 def test_v_before_the_command_and_no_spikeinterface_progress_bars(sorted_in_uv):
     from spikeinterface.core import get_global_job_kwargs
 

@@ -34,7 +34,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
 
     ``probe`` is a probeinterface file or the name of a shipped probe (``tetrode``, :func:`probe_names`);
     raw binary needs ``sampling_frequency_hz``, ``num_channels`` and ``dtype``; ``gain_to_uv``
-    and ``offset_to_uv`` map integer samples to µV (raw binary and .mat).
+    and ``offset_to_uv`` map integer samples to µV (raw binary, .mat, and any input that stores no gain).
     """
     path = Path(path)
     if not path.exists():
@@ -49,6 +49,10 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
         recording = _read_raw(path, sampling_frequency_hz, num_channels, dtype, gain_to_uv, offset_to_uv)
     else:
         recording = _read_known(path, stream)
+        if gain_to_uv is not None and not recording.has_scaleable_traces():  # a format that stores no gain
+            recording = recording.select_channels(recording.channel_ids)  # a view: the input is untouched
+            recording.set_channel_gains(float(gain_to_uv))
+            recording.set_channel_offsets(float(offset_to_uv))
     if probe is not None:
         recording = _with_probe(recording, load_probe(probe, recording.get_num_channels()))
     if not recording.has_probe():
