@@ -74,7 +74,12 @@ def probe_names() -> list[str]:
     return sorted(_shipped_probes())
 
 
-def probe_contacts() -> dict[str, int]:
+def probes_with(num_channels: int) -> list[str]:
+    """The shipped probes with one contact per channel of a ``num_channels``-channel recording."""
+    return [name for name, n in _probe_contacts().items() if n == num_channels]
+
+
+def _probe_contacts() -> dict[str, int]:
     """``{name: number of contacts}`` of the shipped probes, read from their JSON (no probeinterface import)."""
     import json
 
@@ -82,35 +87,20 @@ def probe_contacts() -> dict[str, int]:
             for name, f in sorted(_shipped_probes().items())}
 
 
-def probes_with(num_channels: int) -> list[str]:
-    """The shipped probes with one contact per channel of a ``num_channels``-channel recording."""
-    return [name for name, n in probe_contacts().items() if n == num_channels]
-
-
-def _missing_probe(num_channels: int) -> str:
-    """What to pass when a recording has no probe: the shipped probes that fit its channel count first."""
+def _missing_probe(n: int) -> str:
+    """What to pass when an ``n``-channel recording has no probe: the shipped probes that fit it first."""
     file = option("probe='my_probe.json'", "--probe my_probe.json")
-    fitting = probes_with(num_channels)
+    fitting = probes_with(n)
+    if not fitting:
+        *most, last = sorted(set(_probe_contacts().values()))
+        sizes = f"{', '.join(map(str, most))} or {last}" if most else str(last)
+        return (f"recording has no probe attached, and no probe shipped with crsae-sort has its {n} channels (they "
+                f"have {sizes} contacts): pass {file}, a probeinterface file with {n} contacts")
     names = " or ".join(option(f"probe='{name}'", f"--probe {name}") for name in fitting)
-    if len(fitting) == 1:
-        return (f"recording has no probe attached: pass {names} (the shipped probe with {num_channels} contacts, "
-                f"one per channel) or {file} (any probeinterface file with {num_channels} contacts)")
-    if fitting:
-        return (f"recording has no probe attached: pass {names} (the shipped probes with {num_channels} contacts, "
-                f"one per channel: check which is yours) or {file} (any probeinterface file with {num_channels} "
-                "contacts)")
-    sizes = sorted(set(probe_contacts().values()))
-    sizes_text = ", ".join(map(str, sizes[:-1])) + f" or {sizes[-1]}" if len(sizes) > 1 else ", ".join(map(str, sizes))
-    return (f"recording has no probe attached, and no probe shipped with crsae-sort has its {num_channels} "
-            f"channels (they have {sizes_text} contacts): pass {file}, a probeinterface file with "
-            f"{num_channels} contacts")
-
-
-def _fitting_hint(num_channels: int) -> str:
-    fitting = probes_with(num_channels)
-    if fitting:
-        return f"shipped with {num_channels} contacts: {', '.join(fitting)}"
-    return f"no shipped probe has {num_channels} contacts: pass a probeinterface file"
+    which = "probe" if len(fitting) == 1 else "probes"
+    check = "" if len(fitting) == 1 else ": check which is yours"
+    return (f"recording has no probe attached: pass {names} (the shipped {which} with {n} contacts, one per "
+            f"channel{check}) or {file} (any probeinterface file with {n} contacts)")
 
 
 def load_probe(probe: str, num_channels: int):
@@ -134,8 +124,11 @@ def load_probe(probe: str, num_channels: int):
             raise InputError(f"cannot read probe file {candidate}: {exc}") from exc
     n_contacts = group.get_contact_count()
     if n_contacts != num_channels:
+        fits = probes_with(num_channels)
+        hint = (f"shipped with {num_channels} contacts: {', '.join(fits)}" if fits else
+                f"no shipped probe has {num_channels} contacts: pass a probeinterface file")
         raise InputError(f"probe {candidate.name} has {n_contacts} contacts but the recording has "
-                         f"{num_channels} channels; choose a probe that matches ({_fitting_hint(num_channels)})")
+                         f"{num_channels} channels; choose a probe that matches ({hint})")
     if len(group.probes) == 1 and group.probes[0].device_channel_indices is None:
         group.probes[0].set_device_channel_indices(list(range(n_contacts)))
     return group
