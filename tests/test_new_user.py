@@ -102,17 +102,36 @@ def test_probe_name_typo_gets_did_you_mean(tmp_path):
         open_recording(rec4, probe="zzz")
 
 
+def _export_like_phy(result, recording, folder):
+    """Stands in for the Phy export (tens of seconds on a loaded CPU): a SpikeInterface call that takes its job
+    settings from SpikeInterface's globals, as the export's templates step did when it drew `estimate_templates
+    (no parallelization)` into the CLI output; this one draws `write_memory (no parallelization)` unless quiet."""
+    recording.save(format="memory")
+    Path(folder).mkdir()
+
+
 @pytest.fixture(scope="module")
 def sorted_in_uv(counts_tetrode, tmp_path_factory):
-    """The int16 tetrode sorted with its gain, -v given before the command, with a Phy folder (whose export
-    is where SpikeInterface drew its own progress bar); SpikeInterface's job settings before the run."""
+    """The int16 tetrode sorted with its gain, -v given before the command, with --phy (the stand-in above);
+    SpikeInterface's job settings before the run; what the stand-in draws outside a sort."""
+    import contextlib
+    import io
+
     from spikeinterface.core import get_global_job_kwargs
 
+    import crsae_sort.io.phy_nwb as phy_nwb
+
     before = get_global_job_kwargs()
+    drawn = io.StringIO()
+    with contextlib.redirect_stderr(drawn):  # outside a sort
+        _export_like_phy(None, open_recording(counts_tetrode[0], sampling_frequency_hz=30000, num_channels=4,
+                                              dtype="int16", probe="tetrode"), tmp_path_factory.mktemp("bare") / "phy")
     out = tmp_path_factory.mktemp("uv") / "out"
-    res = CliRunner().invoke(main, ["-v", "sort", *counts_tetrode, "-o", str(out), "--gain-to-uv", str(GAIN),
-                                    "--phy", *FAST])
-    return res, out, before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(phy_nwb, "export_phy", _export_like_phy)
+        res = CliRunner().invoke(main, ["-v", "sort", *counts_tetrode, "-o", str(out), "--gain-to-uv", str(GAIN),
+                                        "--phy", *FAST])
+    return res, out, before, drawn.getvalue()
 
 
 def test_integer_data_of_unknown_gain_sorts_in_counts_on_purpose(counts_tetrode, sorted_in_uv, tmp_path):
@@ -126,7 +145,7 @@ def test_integer_data_of_unknown_gain_sorts_in_counts_on_purpose(counts_tetrode,
     both = runner.invoke(main, ["sort", *counts_tetrode, "-o", str(tmp_path / "both"), "--counts",
                                 "--gain-to-uv", str(GAIN), *FAST])
     assert both.exit_code == 1 and "pass one" in both.output
-    uv, uv_folder, _ = sorted_in_uv
+    uv, uv_folder, _, _ = sorted_in_uv
     counts = runner.invoke(main, ["sort", *counts_tetrode, "-o", str(tmp_path / "counts"), "--counts", *FAST])
     assert uv.exit_code == 0 and counts.exit_code == 0, uv.output + counts.output
     assert counts.output.strip().splitlines()[-1] == (f"results in {tmp_path / 'counts'}; templates and amplitudes "
@@ -159,11 +178,11 @@ def test_gain_to_uv_applies_to_any_input_that_stores_no_gain(tmp_path):
 def test_v_before_the_command_and_no_spikeinterface_progress_bars(sorted_in_uv):
     from spikeinterface.core import get_global_job_kwargs
 
-    res, out, before = sorted_in_uv
+    res, out, before, drawn_outside = sorted_in_uv
     assert res.exit_code == 0, res.output
     assert "INFO parameters {" in res.output  # -v before the command logs every INFO line, as after it
-    assert (out / "phy" / "params.py").is_file()
-    assert "estimate_templates" not in res.output and "it/s" not in res.output and "%|" not in res.output
+    assert "write_memory (no parallelization)" in drawn_outside and (out / "phy").is_dir()
+    assert "no parallelization" not in res.output and "it/s" not in res.output and "%|" not in res.output
     assert get_global_job_kwargs() == before  # SpikeInterface's settings are put back after the sort
 
 
