@@ -33,7 +33,7 @@ class PreprocessParams:
                              "to µV (integer data needs one: --gain-to-uv); 'counts' sorts the samples as the file "
                              "stores them, any gain ignored (command line: --counts), for integer data of unknown "
                              "gain. The spikes are the same with any gain; only the units of templates and "
-                             "amplitudes change, and summary.json and the report then say counts, not µV.",
+                             "amplitudes change, and summary.json records amplitude_unit=counts.",
                              choices=("uV", "counts"))
     freq_min_hz: float = _p(300.0, "High-pass corner of the band-pass filter (SpikeInterface refuses corners below "
                             "100 Hz in chunked filtering: spikes need none).", "Hz", 100.0, 10000.0)

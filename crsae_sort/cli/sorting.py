@@ -35,7 +35,7 @@ logger = logging.getLogger("crsae_sort")
 @click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="µV offset, with --gain-to-uv.")
 @click.option("--counts", is_flag=True,
               help="Sort in the file's own units (integer data of unknown gain): the same spikes as with any gain; "
-                   "templates, amplitudes, summary.json and the report in counts, not µV (amplitude_unit=counts).")
+                   "templates and amplitudes in counts, not µV, as summary.json records (amplitude_unit=counts).")
 @click.option("--stream", help="Stream name when the format holds several (NWB: the ElectricalSeries path).")
 @click.option("--mat-variable", default="data", show_default=True, help="MATLAB input: the array to read.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (OUTPUT/report/index.html).")
