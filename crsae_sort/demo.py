@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError, option
 from .runlog import PROGRESS
 
 logger = logging.getLogger(__name__)
 
 DEMO_SEED = 2205
 DEMO_UNITS = 6
+DEMO_MARK = "demo.json"  # written into the demo's output folder: a later demo may replace that folder
 
 
 @dataclass
@@ -23,6 +25,11 @@ class DemoResult:
     wall_s: float
     duration_s: float
     output_folder: Path | None
+
+
+def is_demo_output(folder: Path) -> bool:
+    """Whether ``folder`` is the finished output of an earlier demo (its ``demo.json`` and ``summary.json``)."""
+    return (folder / DEMO_MARK).is_file() and (folder / "summary.json").is_file()
 
 
 def ground_truth_tetrode(duration_s: float = 30.0, seed: int = DEMO_SEED, num_units: int = DEMO_UNITS):
@@ -59,15 +66,30 @@ def score(gt_recording, gt_sorting, sorting) -> tuple[list[dict], float]:
 
 def run_demo(output_folder: str | Path | None = None, *, duration_s: float = 30.0, seed: int = DEMO_SEED,
              params: dict | None = None, overwrite: bool = False, progress: bool | None = None) -> DemoResult:
-    """Generate the ground-truth tetrode, sort it, and compare with the truth."""
+    """Generate the ground-truth tetrode, sort it, and compare with the truth.
+
+    An earlier demo's output folder (it holds ``demo.json``) is replaced, so the demo runs again as it
+    is; any other existing folder needs ``overwrite``, checked before the recording is generated.
+    """
+    from .io.outfolder import check_target
+    from .io.results import write_json
     from .pipeline import sort
 
+    target = Path(output_folder).resolve() if output_folder is not None else None
+    if target is not None:
+        overwrite = overwrite or is_demo_output(target)
+        if target.exists() and not overwrite:
+            raise InputError(f"output folder {target} exists and is not an earlier demo's output; pass "
+                             f"{option('overwrite=True', '--overwrite')} to replace it, or choose another folder")
+        check_target(target, overwrite=overwrite, resume=False)
     logger.info("demo: generating a %g-s ground-truth tetrode (seed %d)", duration_s, seed, extra=PROGRESS)
     recording, gt_sorting = ground_truth_tetrode(duration_s, seed)
     logger.info("demo: sorting it into %s", output_folder, extra=PROGRESS)
     t0 = time.perf_counter()
     result = sort(recording, output_folder, params, overwrite=overwrite, progress=progress)
     wall = time.perf_counter() - t0
+    if target is not None:
+        write_json(target / DEMO_MARK, dict(seed=seed, duration_s=duration_s, sort_seconds=wall))
     logger.info("demo: scoring %d units against the ground truth", len(result.sorting.unit_ids), extra=PROGRESS)
     table, mean_acc = score(recording, gt_sorting, result.sorting)
     logger.info("demo: mean accuracy %.3f over units with SNR >= 5, %.1f s", mean_acc, wall, extra=PROGRESS)

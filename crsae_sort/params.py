@@ -28,7 +28,13 @@ MOTION_PRESETS = ("dredge_fast", "dredge", "rigid_fast", "nonrigid_accurate", "n
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    """Band-pass, common reference, whitening and decimation (all SpikeInterface, applied lazily)."""
+    """Scaling to µV, band-pass, common reference, whitening and decimation (all SpikeInterface, applied lazily)."""
+    amplitude_unit: str = _p("uV", "Units of the samples the sort works in: 'uV' scales them by the recording's gain "
+                             "to µV (integer data needs one: --gain-to-uv); 'counts' sorts the samples as the file "
+                             "stores them, any gain ignored (command line: --counts), for integer data of unknown "
+                             "gain. The spikes are the same with any gain; only the units of templates and "
+                             "amplitudes change, and summary.json records amplitude_unit=counts.",
+                             choices=("uV", "counts"))
     freq_min_hz: float = _p(300.0, "High-pass corner of the band-pass filter (SpikeInterface refuses corners below "
                             "100 Hz in chunked filtering: spikes need none).", "Hz", 100.0, 10000.0)
     freq_max_hz: float = _p(6000.0, "Low-pass corner; lowered to 0.45 x the sampling rate when above it.",

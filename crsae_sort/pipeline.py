@@ -27,10 +27,10 @@ from .io import outfolder, results
 from .params import SortParams
 from .postprocess import SortResult, build_result, combine_groups
 from .preprocess import cache_base, check_cache_room, preprocess
-from .runlog import StageTimer, log_to_file, versions
+from .runlog import StageTimer, log_to_file, quiet_spikeinterface, versions
 from .threads import configure_threads
 from .train import initial_model, sample_windows, train, window_samples
-from .validate import check_recording, scan_traces
+from .validate import check_recording, in_file_units, scan_traces
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,15 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
     continues an interrupted run into the same ``output_folder`` from its last checkpoint;
     ``phy`` and ``nwb`` add a Phy folder (``phy/``) and an NWB file (``units.nwb``), see
 :mod:`crsae_sort.io.phy_nwb`. Every input is checked before any heavy work; problems raise
-    :class:`InputError`.
+    :class:`InputError`. SpikeInterface draws no progress bars of its own meanwhile.
     """
+    with quiet_spikeinterface():
+        return _sort_checked(recording, output_folder, params, model_path=model_path, overwrite=overwrite,
+                             resume=resume, progress=progress, phy=phy, nwb=nwb)
+
+
+def _sort_checked(recording, output_folder, params, *, model_path, overwrite: bool, resume: bool,
+                  progress: bool | None, phy: bool, nwb: bool) -> SortResult:
     if not isinstance(params, SortParams):
         params = SortParams.from_dict(params)
     progress = sys.stderr.isatty() if progress is None else progress
@@ -57,6 +64,8 @@ def sort(recording, output_folder: str | Path | None = None, params: SortParams 
     if trained is not None and trained.n_channels != recording.get_num_channels():
         raise InputError(f"model {model_path} was trained on {trained.n_channels} channels but the "
                          f"recording has {recording.get_num_channels()}; train a new model")
+    if params.preprocess.amplitude_unit == "counts":
+        recording = in_file_units(recording)
     check_recording(recording, params)
     if phy or nwb:
         from .io.phy_nwb import check_outputs_possible
@@ -182,6 +191,7 @@ def _sort_stages(recording, run: _Run, scratch: Path) -> SortResult:
     with timer.stage("export"):
         result = build_result(recording, pre, model, spikes, params, training, run.device, growth)
         result.summary.dead_channels_excluded = [str(c) for c in run.scan.dead_channel_ids]
+        result.summary.amplitude_unit = params.preprocess.amplitude_unit
         result.stage_seconds = dict(timer.seconds)
         if folder is not None:
             results.write_sort(folder, result, recording, pre.decimation, info)
@@ -215,6 +225,7 @@ def _sort_groups(recording, run: _Run) -> SortResult:
             raise InputError(f"channel group {group}: {exc}") from exc
     result = combine_groups(recording, parts, {g: sub.channel_ids for g, sub in by_group.items()}, run.params)
     result.summary.dead_channels_excluded = [str(c) for c in run.scan.dead_channel_ids]
+    result.summary.amplitude_unit = run.params.preprocess.amplitude_unit
     if run.folder is not None:
         results.write_combined(run.folder, result, recording)
     return result

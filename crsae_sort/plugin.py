@@ -15,6 +15,7 @@ from pathlib import Path
 
 from spikeinterface.sorters.basesorter import BaseSorter
 
+from .errors import InputError
 from .params import SortParams, default_params, describe
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,18 @@ class CrsaeSorter(BaseSorter):
     @classmethod
     def use_gpu(cls, params) -> bool:
         return params.get("device", "auto") != "cpu"
+
+    @classmethod
+    def initialize_folder(cls, recording, output_folder, verbose, remove_existing_folder):
+        """SpikeInterface writes the recording's description into the folder and the sort reads it back from
+        there, so a recording that lives only in memory is refused first, before any folder is made or removed."""
+        if hasattr(recording, "check_serializability") and not (recording.check_serializability("json")
+                                                                or recording.check_serializability("pickle")):
+            raise InputError("run_sorter('crsae', ...) reads the recording back from a file, and this recording "
+                             "lives only in memory: save it first, "
+                             "recording = recording.save(folder='my_recording'), then run_sorter('crsae', recording, "
+                             "folder=...); nothing was written")
+        return super().initialize_folder(recording, output_folder, verbose, remove_existing_folder)
 
     @classmethod
     def set_params_to_folder(cls, recording, output_folder, new_params, verbose):

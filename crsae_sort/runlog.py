@@ -37,6 +37,21 @@ def versions() -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def quiet_spikeinterface():
+    """SpikeInterface's own progress bars (``estimate_templates (no parallelization)``, drawn by calls that
+    take its global job keywords, such as the Phy export) off while a sort runs: the user sees crsae-sort's
+    progress and log lines only. The global job keywords are put back afterwards."""
+    import spikeinterface.core.globals as si_globals
+
+    saved = (dict(si_globals.global_job_kwargs), si_globals.global_job_kwargs_set)
+    si_globals.global_job_kwargs = dict(saved[0], progress_bar=False)
+    try:
+        yield
+    finally:
+        si_globals.global_job_kwargs, si_globals.global_job_kwargs_set = saved
+
+
+@contextlib.contextmanager
 def log_to_file(path: Path, append: bool = False):
     """Attach a DEBUG file handler to the ``crsae_sort`` logger for the duration of a run."""
     handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")

@@ -77,6 +77,7 @@ class Summary:
     max_displacement_um: float | None = None                  # largest drift it estimated
     read_out: list[TemplateReadOut] = field(default_factory=list)  # per template, what the read-out discarded
     grown: list[GrownAtom] = field(default_factory=list)      # atoms added from the residual, with evidence
+    amplitude_unit: str = "uV"  # of templates and amplitudes: "uV", or "counts" (amplitude_unit=counts: file units)
 
     @property
     def model_sampling_frequency_hz(self) -> float:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, option
 from .params import SortParams
 
 logger = logging.getLogger(__name__)
@@ -38,14 +38,27 @@ def check_recording(recording, params: SortParams) -> None:
     if dtype.kind not in "iuf":
         raise InputError(f"recording samples are of type {dtype}; crsae-sort reads integer or float samples")
     if dtype.kind in "iu" and not recording.has_scaleable_traces():
-        raise InputError("integer recording without gain to µV: pass --gain-to-uv (and --offset-to-uv), or call "
-                         "recording.set_channel_gains(...) and set_channel_offsets(...)")
+        gain = option("recording.set_channel_gains(G)", "--gain-to-uv G")
+        counts = option("amplitude_unit='counts'", "--counts")
+        raise InputError(f"integer recording without a gain to µV; any gain finds the same spikes (only the µV "
+                         f"values of templates and amplitudes change): pass {gain} if you know it (µV per step, "
+                         f"e.g. 0.195 for Intan), or {counts} to sort in the file's own units (results in counts, "
+                         "not µV)")
     k = (params.init.template_ms_before + params.init.template_ms_after) * fs / 1000
     need = max(10 * k, params.train.window_ms * fs / 1000)
     shortest = min(recording.get_num_samples(s) for s in range(recording.get_num_segments()))
     if shortest < need:
         raise InputError(f"a segment of the recording has only {shortest} samples ({shortest / fs:.3f} s); "
                          f"sorting needs at least {need:.0f} ({need / fs:.3f} s), ten template lengths")
+
+
+def in_file_units(recording):
+    """A view of ``recording`` whose samples count as they are stored (gain 1, offset 0), for
+    ``amplitude_unit='counts'``; the input is untouched."""
+    view = recording.select_channels(recording.channel_ids)
+    view.set_channel_gains(1.0)
+    view.set_channel_offsets(0.0)
+    return view
 
 
 def scan_traces(recording, progress: bool = False) -> ScanReport:

@@ -109,7 +109,7 @@ def test_model_at_another_rate_is_refused(tmp_path, sorted_demo):
 
 def test_integer_data_without_gain(tmp_path):
     rec = with_tetrode(noise_recording(dtype="int16"))
-    with pytest.raises(InputError, match="without gain"):
+    with pytest.raises(InputError, match="without a gain to µV; any gain finds the same spikes"):
         sort(rec, tmp_path / "out", progress=False)
 
 

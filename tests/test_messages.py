@@ -100,8 +100,8 @@ def test_api_names_python_arguments(tmp_path):
     with pytest.raises(InputError) as err:
         sort(recording, tmp_path / "out", FAST)
     assert str(err.value) == f"output folder {tmp_path / 'out'} exists; pass overwrite=True or choose another"
-    with pytest.raises(InputError, match=r"pass probe='tetrode' \(one of buzsaki32, linear16, linear32, "
-                                         r"neuropixels1, neuropixels2, single, tetrode\)"):
+    with pytest.raises(InputError, match=r"pass probe='tetrode' \(the shipped probe with 4 contacts, one per "
+                                         r"channel\) or probe='my_probe.json'"):
         open_recording(tmp_path / "x.raw", sampling_frequency_hz=30000, num_channels=4, dtype="int16")
 
 

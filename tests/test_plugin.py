@@ -100,6 +100,27 @@ def test_bad_params_raise_the_cli_message(short_rec, tmp_path, params, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("remove_existing_folder", [False, True])
+def test_in_memory_recording_is_refused_in_our_words_before_any_folder(tmp_path, remove_existing_folder):
+    from spikeinterface.core import NumpyRecording
+    from spikeinterface.sorters import run_sorter
+
+    from crsae_sort.io.reading import _with_probe, load_probe
+
+    traces = np.random.default_rng(0).standard_normal((60000, 4)).astype("float32")
+    in_memory = _with_probe(NumpyRecording([traces], 30000.0), load_probe("tetrode", 4))
+    folder = tmp_path / "out"
+    if remove_existing_folder:  # a folder of an earlier run stays as it was
+        folder.mkdir()
+        (folder / "earlier.txt").write_text("kept")
+    with pytest.raises(InputError) as err:
+        run_sorter("crsae", in_memory, folder=folder, remove_existing_folder=remove_existing_folder, **FAST)
+    assert str(err.value) == ("run_sorter('crsae', ...) reads the recording back from a file, and this recording "
+                              "lives only in memory: save it first, recording = recording.save(folder='my_recording'),"
+                              " then run_sorter('crsae', recording, folder=...); nothing was written")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == (["earlier.txt", "out"] if remove_existing_folder else [])
+
+
 def _check_contract(rec, folder, params):
     from spikeinterface.sorters import get_default_sorter_params, read_sorter_folder, run_sorter
 

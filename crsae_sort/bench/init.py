@@ -165,7 +165,7 @@ def run_sort(case_folder: Path, method: str, out: Path) -> dict:
     """Sort the case end to end with ``init_method``; accuracy (SNR >= 5), atoms' drift and lambda."""
     import spikeinterface as si
     from spikeinterface.comparison import compare_sorter_to_ground_truth
-    from crsae_sort import pipeline, sort
+    from crsae_sort import pipeline
     from crsae_sort.init_dictionary import template_similarity
 
     recording, gt = si.load(case_folder / "recording"), si.load(case_folder / "gt")
@@ -179,7 +179,7 @@ def run_sort(case_folder: Path, method: str, out: Path) -> dict:
 
     pipeline.initial_dictionary = capture
     load0, wall0 = _loadavg(), time.perf_counter()
-    result = sort(recording, out, {"init_method": method}, overwrite=True, progress=False)
+    result = pipeline.sort(recording, out, {"init_method": method}, overwrite=True, progress=False)
     wall = time.perf_counter() - wall0
     perf = compare_sorter_to_ground_truth(gt, result.sorting, exhaustive_gt=True).get_performance()
     acc = [float(perf.loc[u, "accuracy"]) for u in gt.unit_ids if snrs[str(u)] >= 5]

@@ -10,7 +10,8 @@ from .tools import batch_cmd, bench_group, info_cmd, install_si_hook_cmd, params
 
 @click.group(context_settings=dict(help_option_names=["-h", "--help"]))
 @click.version_option(package_name="crsae-sort")
-def main():
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal (as -v after the command).")
+def main(verbose):
     """Spike sorting with a constrained recurrent sparse autoencoder (CRsAE)."""
     from ..threads import prefer_passive_waiting
 

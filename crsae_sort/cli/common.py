@@ -17,9 +17,13 @@ logger = logging.getLogger("crsae_sort")
 _CONSOLE = "crsae_sort.console"
 
 
-def setup_console(verbose: bool) -> None:
+def setup_console(verbose: bool) -> bool:
     """Log to stderr: warnings; with -v every INFO line; without a terminal (a batch log, a pipe: no
-    progress bars there) also the lines marked as progress, one per stage."""
+    progress bars there) also the lines marked as progress, one per stage.
+
+    ``-v`` counts before the command too (``crsae-sort -v sort ...``); returns whether it was given."""
+    context = click.get_current_context(silent=True)
+    verbose = bool(verbose or (context is not None and context.find_root().params.get("verbose")))
     for old in [h for h in logger.handlers if h.get_name() == _CONSOLE]:  # an earlier command in this process
         logger.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
@@ -30,6 +34,7 @@ def setup_console(verbose: bool) -> None:
         handler.addFilter(lambda r: r.levelno >= logging.WARNING or getattr(r, "progress", False))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    return verbose
 
 
 def failed_log(output) -> Path:

@@ -31,8 +31,11 @@ logger = logging.getLogger("crsae_sort")
 @click.option("--sampling-frequency", type=float, help="Raw binary: sampling rate in Hz.")
 @click.option("--num-channels", type=int, help="Raw binary: number of interleaved channels.")
 @click.option("--dtype", help="Raw binary: sample type (int16, float32, ...).")
-@click.option("--gain-to-uv", type=float, help="Raw binary: µV per integer step.")
-@click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="Raw binary: µV offset.")
+@click.option("--gain-to-uv", type=float, help="µV per integer step, for inputs without one (raw binary, .mat, ...).")
+@click.option("--offset-to-uv", type=float, default=0.0, show_default=True, help="µV offset, with --gain-to-uv.")
+@click.option("--counts", is_flag=True,
+              help="Sort in the file's own units (integer data of unknown gain): the same spikes as with any gain; "
+                   "templates and amplitudes in counts, not µV, as summary.json records (amplitude_unit=counts).")
 @click.option("--stream", help="Stream name when the format holds several (NWB: the ElectricalSeries path).")
 @click.option("--mat-variable", default="data", show_default=True, help="MATLAB input: the array to read.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (OUTPUT/report/index.html).")
@@ -40,10 +43,10 @@ logger = logging.getLogger("crsae_sort")
               help="With --report: a SpikeInterface sorting folder to compare with.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_path, overwrite, resume, phy, nwb,
-             sampling_frequency, num_channels, dtype, gain_to_uv, offset_to_uv, stream, mat_variable, with_report,
-             ground_truth, verbose):
+             sampling_frequency, num_channels, dtype, gain_to_uv, offset_to_uv, counts, stream, mat_variable,
+             with_report, ground_truth, verbose):
     """Sort the recording at INPUT into the folder given by -o."""
-    setup_console(verbose)
+    verbose = setup_console(verbose)
     doing = Doing("reading the parameters")
 
     def run():
@@ -57,7 +60,11 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
             flat["device"] = device
         if seed is not None:
             flat["seed"] = seed
+        if counts:
+            flat["amplitude_unit"] = "counts"
         params = SortParams.from_dict(flat)
+        if params.preprocess.amplitude_unit == "counts" and gain_to_uv is not None:
+            raise InputError("--gain-to-uv gives µV, --counts (amplitude_unit=counts) the file's own units: pass one")
         if model_path is not None and not Path(model_path).exists():
             raise InputError(f"model file {model_path} does not exist")
         if ground_truth is not None and not with_report:
@@ -83,7 +90,8 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
     s = result.summary
     click.echo(f"{len(s.units)} units, {s.num_spikes} spikes from {s.duration_s:.1f} s in "
                f"{s.seconds['total']:.1f} s ({s.times_real_time:.1f}x real time) on {s.device}")
-    click.echo(f"results in {result.output_folder}")
+    click.echo(f"results in {result.output_folder}" + ("; templates and amplitudes in counts, not µV"
+                                                        if s.amplitude_unit == "counts" else ""))
     if page is not None:
         click.echo(f"report: {page}")
 
@@ -97,7 +105,7 @@ def sort_cmd(input_path, output, probe, device, seed, sets, params_file, model_p
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
     """Write OUT/report/index.html: templates, λ, fit, training, quality metrics of a sort in OUT."""
-    setup_console(verbose)
+    verbose = setup_console(verbose)
 
     def run():
         from ..report import build_report
@@ -120,14 +128,15 @@ def report_cmd(output_folder, recording_path, probe, ground_truth, verbose):
 
 
 @click.command("demo")
-@click.option("-o", "--output", type=click.Path(), default="crsae_demo", show_default=True, help="Output folder.")
+@click.option("-o", "--output", type=click.Path(), default="crsae_demo", show_default=True,
+              help="Output folder; an earlier demo's output there is replaced, so the demo runs again as it is.")
 @click.option("--duration", "duration_s", type=float, default=30.0, show_default=True, help="Seconds to generate.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder that an earlier demo did not write.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def demo_cmd(output, duration_s, device, overwrite, verbose):
     """Sort a seeded SpikeInterface ground-truth tetrode and print accuracy per unit."""
-    setup_console(verbose)
+    verbose = setup_console(verbose)
 
     def run():
         from ..demo import run_demo

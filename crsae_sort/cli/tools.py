@@ -116,7 +116,7 @@ def batch_cmd(manifest, output, engine, n_jobs, scheduler, sets, params_file, sl
     override. One failure does not stop the others; finished recordings are skipped when the
     batch is run again; a summary table ends the run (also in OUTPUT/batch_summary.csv).
     """
-    setup_console(verbose)
+    verbose = setup_console(verbose)
     doing = Doing("reading the parameters")
     flat = run_guarded(lambda: dict(load_params_file(params_file), **parse_sets(sets)), doing=doing,
                         verbose=verbose)
@@ -174,7 +174,7 @@ def bench_group():
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to the terminal.")
 def bench_convex_cmd(output, plan_name, methods, device, verbose):
     """The CRsAE encoder against convex solvers (FISTA, SPORCO ADMM, CBP via cvxpy) on one problem."""
-    setup_console(verbose)
+    verbose = setup_console(verbose)
 
     def run():
         from ..bench.convex import describe, headline, plot, run, table
@@ -202,7 +202,7 @@ def bench_ablation_cmd(ctx, quick, no_doc, workdir, verbose):
     Further options (--cases, --duration, --encoders, --iterations, --rules) pass through to
     scripts/benchmark_ablation.py; see its --help.
     """
-    setup_console(verbose)
+    verbose = setup_console(verbose)
 
     def run():
         from ..bench.ablation import main

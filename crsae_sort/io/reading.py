@@ -34,7 +34,7 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
 
     ``probe`` is a probeinterface file or the name of a shipped probe (``tetrode``, :func:`probe_names`);
     raw binary needs ``sampling_frequency_hz``, ``num_channels`` and ``dtype``; ``gain_to_uv``
-    and ``offset_to_uv`` map integer samples to µV (raw binary and .mat).
+    and ``offset_to_uv`` map integer samples to µV (raw binary, .mat, and any input that stores no gain).
     """
     path = Path(path)
     if not path.exists():
@@ -49,13 +49,14 @@ def open_recording(path: str | Path, *, probe: str | None = None, sampling_frequ
         recording = _read_raw(path, sampling_frequency_hz, num_channels, dtype, gain_to_uv, offset_to_uv)
     else:
         recording = _read_known(path, stream)
+        if gain_to_uv is not None and not recording.has_scaleable_traces():  # a format that stores no gain
+            recording = recording.select_channels(recording.channel_ids)  # a view: the input is untouched
+            recording.set_channel_gains(float(gain_to_uv))
+            recording.set_channel_offsets(float(offset_to_uv))
     if probe is not None:
         recording = _with_probe(recording, load_probe(probe, recording.get_num_channels()))
     if not recording.has_probe():
-        name = option("probe='tetrode'", "--probe tetrode")
-        file = option("probe='my_probe.json'", "--probe my_probe.json")
-        raise InputError(f"recording has no probe attached: pass {name} (one of {', '.join(probe_names())}) or "
-                         f"{file} (any probeinterface file)")
+        raise InputError(_missing_probe(recording.get_num_channels()))
     logger.info("opened %s: %s", path, recording)
     return recording
 
@@ -73,6 +74,35 @@ def probe_names() -> list[str]:
     return sorted(_shipped_probes())
 
 
+def probes_with(num_channels: int) -> list[str]:
+    """The shipped probes with one contact per channel of a ``num_channels``-channel recording."""
+    return [name for name, n in _probe_contacts().items() if n == num_channels]
+
+
+def _probe_contacts() -> dict[str, int]:
+    """``{name: number of contacts}`` of the shipped probes, read from their JSON (no probeinterface import)."""
+    import json
+
+    return {name: sum(len(p["contact_positions"]) for p in json.loads(f.read_text())["probes"])
+            for name, f in sorted(_shipped_probes().items())}
+
+
+def _missing_probe(n: int) -> str:
+    """What to pass when an ``n``-channel recording has no probe: the shipped probes that fit it first."""
+    file = option("probe='my_probe.json'", "--probe my_probe.json")
+    fitting = probes_with(n)
+    if not fitting:
+        *most, last = sorted(set(_probe_contacts().values()))
+        sizes = f"{', '.join(map(str, most))} or {last}" if most else str(last)
+        return (f"recording has no probe attached, and no probe shipped with crsae-sort has its {n} channels (they "
+                f"have {sizes} contacts): pass {file}, a probeinterface file with {n} contacts")
+    names = " or ".join(option(f"probe='{name}'", f"--probe {name}") for name in fitting)
+    which = "probe" if len(fitting) == 1 else "probes"
+    check = "" if len(fitting) == 1 else ": check which is yours"
+    return (f"recording has no probe attached: pass {names} (the shipped {which} with {n} contacts, one per "
+            f"channel{check}) or {file} (any probeinterface file with {n} contacts)")
+
+
 def load_probe(probe: str, num_channels: int):
     """Read a probeinterface file (a path, or the name of a shipped probe) with device channel indices set."""
     import probeinterface as pi
@@ -82,7 +112,10 @@ def load_probe(probe: str, num_channels: int):
         if not candidate.is_file():
             shipped = _shipped_probes()
             if probe not in shipped:
-                raise InputError(f"probe {probe!r} is neither a file nor a probe shipped with crsae-sort (known: "
+                from ..params import with_suggestion
+
+                raise InputError(f"probe {with_suggestion(probe, shipped)} is neither a file nor a probe shipped "
+                                 f"with crsae-sort (known: "
                                  f"{', '.join(sorted(shipped)) or 'none: the installation lacks its probe files'})")
             candidate = stack.enter_context(resources.as_file(shipped[probe]))
         try:
@@ -91,8 +124,11 @@ def load_probe(probe: str, num_channels: int):
             raise InputError(f"cannot read probe file {candidate}: {exc}") from exc
     n_contacts = group.get_contact_count()
     if n_contacts != num_channels:
+        fits = probes_with(num_channels)
+        hint = (f"shipped with {num_channels} contacts: {', '.join(fits)}" if fits else
+                f"no shipped probe has {num_channels} contacts: pass a probeinterface file")
         raise InputError(f"probe {candidate.name} has {n_contacts} contacts but the recording has "
-                         f"{num_channels} channels; choose a probe that matches")
+                         f"{num_channels} channels; choose a probe that matches ({hint})")
     if len(group.probes) == 1 and group.probes[0].device_channel_indices is None:
         group.probes[0].set_device_channel_indices(list(range(n_contacts)))
     return group
