@@ -5,8 +5,8 @@ process, on the same saved binary folder. Each case is a `generate_ground_truth_
 30 kHz with a fixed seed. Sortings are scored with ``compare_sorter_to_ground_truth``
 (exhaustive_gt=True). The hybrid cases (:mod:`.hybrid`: generated units injected into real
 recordings) are scored on the injected units only (exhaustive_gt=False) and written to their own
-section (HYBRID markers, docs/benchmarks_hybrid.json). The table goes into docs/benchmarks.md between the SORTERS markers, the
-results into docs/benchmarks_sorters.json and a plot into docs/img/sorters_accuracy_vs_time.png.
+section (HYBRID markers, docs/benchmarks_hybrid.json). The table goes into docs/benchmarks.md
+between the SORTERS markers, the results into docs/benchmarks_sorters.json and a plot into docs/img/sorters_accuracy_vs_time.png.
 The cases and presets are in `crsae_sort.bench.sorters_cases`, the tables and the figure in
 `crsae_sort.bench.sorters_report`.
 
@@ -94,25 +94,35 @@ def run_sorter_in_child(sorter: str, rec_folder: Path, out: Path, threads: int, 
                 reason=f"process died (exit code {proc.returncode}): {last[-1][:160] if last else 'no output'}")
 
 
-def score(gt_folder: Path, sorting_folder: Path, snrs: dict, *, exhaustive_gt: bool = True) -> dict:
+def score(gt_folder: Path, sorting_folder: Path, snrs: dict, *, exhaustive_gt: bool = True,
+          selection_snrs: dict | None = None) -> dict:
     """SpikeInterface's comparison with the ground truth: per-unit and mean scores, unit counts.
 
     With ``exhaustive_gt=False`` (hybrid cases: the recording's own units are not in the truth) the
-    false-positive and redundant counts are not defined and come back None."""
+    false-positive and redundant counts are not defined and come back None. ``accuracy_snr5`` is the
+    mean over the units whose ``selection_snrs`` (default ``snrs``) are >= 5: the hybrid cases select by
+    their target SNRs, since a unit placed at 5.0 measures 4.99 to 5.01."""
     import spikeinterface as si
     from spikeinterface.comparison import compare_sorter_to_ground_truth
 
     gt, sorting = si.load(gt_folder), si.load(sorting_folder)
-    cmp = compare_sorter_to_ground_truth(gt, sorting, exhaustive_gt=exhaustive_gt)
-    perf = cmp.get_performance()
-    units = {str(u): dict(snr=snrs[str(u)], **{k: float(perf.loc[u, k]) for k in ("accuracy", "recall", "precision")})
-             for u in gt.unit_ids}
-    mean = {k: sum(x[k] for x in units.values()) / len(units) for k in ("accuracy", "recall", "precision")}
-    good = [x["accuracy"] for x in units.values() if x["snr"] >= 5]
+    keys = ("accuracy", "recall", "precision")
+    if len(sorting.unit_ids):
+        cmp = compare_sorter_to_ground_truth(gt, sorting, exhaustive_gt=exhaustive_gt)
+        perf = cmp.get_performance()
+        units = {str(u): dict(snr=snrs[str(u)], **{k: float(perf.loc[u, k]) for k in keys}) for u in gt.unit_ids}
+        counts = dict(well_detected=cmp.count_well_detected_units(WELL),
+                      false_positive=cmp.count_false_positive_units(REDUNDANT) if exhaustive_gt else None,
+                      redundant=cmp.count_redundant_units(REDUNDANT) if exhaustive_gt else None)
+    else:  # SpikeInterface's matching refuses an empty sorting: nothing was found
+        units = {str(u): dict(snr=snrs[str(u)], **dict.fromkeys(keys, 0.0)) for u in gt.unit_ids}
+        zero = 0 if exhaustive_gt else None
+        counts = dict(well_detected=0, false_positive=zero, redundant=zero)
+    mean = {k: sum(x[k] for x in units.values()) / len(units) for k in keys}
+    selection = selection_snrs or snrs
+    good = [x["accuracy"] for u, x in units.items() if selection[u] >= 5]
     return dict(units=units, **mean, accuracy_snr5=sum(good) / len(good) if good else None,
-                n_units=int(len(sorting.unit_ids)), well_detected=cmp.count_well_detected_units(WELL),
-                false_positive=cmp.count_false_positive_units(REDUNDANT) if exhaustive_gt else None,
-                redundant=cmp.count_redundant_units(REDUNDANT) if exhaustive_gt else None)
+                n_units=int(len(sorting.unit_ids)), **counts)
 
 
 def keep_other_cases(report: dict, earlier: dict) -> dict:
@@ -162,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="a sorter running longer is reported failed")
     ap.add_argument("--workdir", type=Path, default=None, help="recordings and sorter folders (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="results only in the workdir; leave docs/ alone")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --workdir: reuse the sorter runs a stopped run of the same command finished there")
     ap.add_argument("--keep-others", action="store_true",
                     help="keep the cases of docs/benchmarks_sorters.json that this run does not redo (each "
                          "marked with the run it came from) instead of replacing the whole table")
@@ -200,10 +212,15 @@ def main(argv: list[str] | None = None) -> dict:
             entry.update(json.loads((rec_folder.parent / "hybrid.json").read_text()))
         for sorter in sorters:
             out = case_folder(work, case, duration_s) / sorter
-            res = run_sorter_in_child(sorter, rec_folder, out, args.threads, args.timeout_s)
+            done = out.parent / (out.name + "_result.json")  # one run's row, for --resume
+            if args.resume and done.exists():
+                res = json.loads(done.read_text())
+            else:
+                res = run_sorter_in_child(sorter, rec_folder, out, args.threads, args.timeout_s)
+                done.write_text(json.dumps(res))
             if res["status"] == "ok":
                 res.update(score(gt_folder, out.parent / (out.name + "_sorting"), snrs,
-                                 exhaustive_gt=not is_hybrid(case)))
+                                 exhaustive_gt=not is_hybrid(case), selection_snrs=entry.get("target_snrs")))
             emit(f"{case:8s} {sorter:15s} " + (f"accuracy {res['accuracy']:.3f}  {res['wall_s']:.1f} s"
                                                 if res["status"] == "ok" else f"failed: {res['reason']}"), flush=True)
             entry["results"].append(res)
