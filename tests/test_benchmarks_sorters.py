@@ -132,3 +132,22 @@ def test_seed_sweep_reports_a_stopped_sweep_without_sorting(tmp_path):
     assert report["summary"]["crsae"]["mean"] == 0.75
     text = (tmp_path / "sweep.json").read_text()
     assert json.loads(text)["total_s"] == 60.0 and json.loads(text)["load_before"] == 0.9
+
+
+def test_score_of_an_empty_sorting_and_of_a_hybrid_case(tmp_path):
+    """A sorter that finds nothing scores 0 (SpikeInterface's matching refuses it); hybrid cases are scored
+    with exhaustive_gt=False (no false-positive count) and select SNR >= 5 by their target SNRs."""
+    import numpy as np
+    from spikeinterface.core import NumpySorting
+
+    gt = NumpySorting.from_unit_dict({"0": np.arange(100, 30000, 300), "1": np.arange(150, 30000, 300)}, 30000.0)
+    gt.save(folder=tmp_path / "gt")
+    empty = NumpySorting.from_unit_dict({}, 30000.0)
+    empty.save(folder=tmp_path / "empty")
+    row = sorters.score(tmp_path / "gt", tmp_path / "empty", {"0": 8.0, "1": 4.99})
+    assert row["accuracy"] == 0 and row["n_units"] == 0 and row["accuracy_snr5"] == 0
+    found = NumpySorting.from_unit_dict({"a": np.arange(100, 30000, 300)}, 30000.0)
+    found.save(folder=tmp_path / "found")
+    row = sorters.score(tmp_path / "gt", tmp_path / "found", {"0": 8.0, "1": 4.99}, exhaustive_gt=False,
+                        selection_snrs={"0": 8.0, "1": 5.0})
+    assert row["units"]["0"]["accuracy"] == 1.0 and row["accuracy_snr5"] == 0.5 and row["false_positive"] is None

@@ -5,7 +5,8 @@
 * :mod:`.convex` — ``crsae-sort bench convex``: the encoder against them, one process per run
   (:mod:`.convex_worker`);
 * :mod:`.sorters` — crsae against other sorters through ``run_sorter`` (cases in
-  :mod:`.sorters_cases`, tables and figure in :mod:`.sorters_report`);
+  :mod:`.sorters_cases`, tables and figure in :mod:`.sorters_report`); :mod:`.hybrid` builds its
+  hybrid cases (generated units injected into the real recordings of ``../shared/data``);
 * :mod:`.real` — the two real clips with ground truth (matching in :mod:`.real_scoring`, tables
   and figure in :mod:`.real_report`);
 * :mod:`.speed` — end-to-end speed and memory; :mod:`.encoder` — the encoder's throughput;

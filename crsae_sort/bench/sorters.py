@@ -3,14 +3,18 @@
 Every sorter runs through SpikeInterface's ``run_sorter`` with its own defaults, in its own
 process, on the same saved binary folder. Each case is a `generate_ground_truth_recording` at
 30 kHz with a fixed seed. Sortings are scored with ``compare_sorter_to_ground_truth``
-(exhaustive_gt=True). The table goes into docs/benchmarks.md between the SORTERS markers, the
-results into docs/benchmarks_sorters.json and a plot into docs/img/sorters_accuracy_vs_time.png.
+(exhaustive_gt=True). The hybrid cases (:mod:`.hybrid`: generated units injected into real
+recordings) are scored on the injected units only (exhaustive_gt=False) and written to their own
+section (HYBRID markers, docs/benchmarks_hybrid.json). The table goes into docs/benchmarks.md
+between the SORTERS markers, the results into docs/benchmarks_sorters.json and a plot into docs/img/sorters_accuracy_vs_time.png.
 The cases and presets are in `crsae_sort.bench.sorters_cases`, the tables and the figure in
 `crsae_sort.bench.sorters_report`.
 
     python scripts/benchmark_sorters.py                   # quick: tetrode and 32 channels, 10 s
     python scripts/benchmark_sorters.py --full            # + 128 channels and a MEArec tetrode, 60 s
     python scripts/benchmark_sorters.py --tiny --no-doc   # 3-s tetrode, crsae only (the test)
+    python scripts/benchmark_sorters.py --hybrid          # units injected into the real recordings of
+                                                          # ../shared/data; their own HYBRID table
     python scripts/benchmark_sorters.py --cases 32ch --sorters crsae kilosort4 --duration-s 20
 """
 from __future__ import annotations
@@ -25,8 +29,9 @@ import time
 from pathlib import Path
 
 from .docs import ROOT, commit, emit, hardware
-from .sorters_cases import CASES, CHANGED, FULL, QUICK, REDUNDANT, SORTERS, TINY, WELL, make_case
-from .sorters_report import DOC_JSON, DOC_PNG, case_markdown, plot, publish
+from .sorters_cases import (CASES, CHANGED, FULL, HYBRID, QUICK, REDUNDANT, SORTERS, TINY, WELL, case_folder, is_hybrid,
+                            make_case)
+from .sorters_report import DOC_PNG, case_markdown, doc_json, plot, publish
 
 CHILD = r"""
 import json, sys, time, traceback, warnings
@@ -89,21 +94,35 @@ def run_sorter_in_child(sorter: str, rec_folder: Path, out: Path, threads: int, 
                 reason=f"process died (exit code {proc.returncode}): {last[-1][:160] if last else 'no output'}")
 
 
-def score(gt_folder: Path, sorting_folder: Path, snrs: dict) -> dict:
-    """SpikeInterface's comparison with the ground truth: per-unit and mean scores, unit counts."""
+def score(gt_folder: Path, sorting_folder: Path, snrs: dict, *, exhaustive_gt: bool = True,
+          selection_snrs: dict | None = None) -> dict:
+    """SpikeInterface's comparison with the ground truth: per-unit and mean scores, unit counts.
+
+    With ``exhaustive_gt=False`` (hybrid cases: the recording's own units are not in the truth) the
+    false-positive and redundant counts are not defined and come back None. ``accuracy_snr5`` is the
+    mean over the units whose ``selection_snrs`` (default ``snrs``) are >= 5: the hybrid cases select by
+    their target SNRs, since a unit placed at 5.0 measures 4.99 to 5.01."""
     import spikeinterface as si
     from spikeinterface.comparison import compare_sorter_to_ground_truth
 
     gt, sorting = si.load(gt_folder), si.load(sorting_folder)
-    cmp = compare_sorter_to_ground_truth(gt, sorting, exhaustive_gt=True)
-    perf = cmp.get_performance()
-    units = {str(u): dict(snr=snrs[str(u)], **{k: float(perf.loc[u, k]) for k in ("accuracy", "recall", "precision")})
-             for u in gt.unit_ids}
-    mean = {k: sum(x[k] for x in units.values()) / len(units) for k in ("accuracy", "recall", "precision")}
-    good = [x["accuracy"] for x in units.values() if x["snr"] >= 5]
+    keys = ("accuracy", "recall", "precision")
+    if len(sorting.unit_ids):
+        cmp = compare_sorter_to_ground_truth(gt, sorting, exhaustive_gt=exhaustive_gt)
+        perf = cmp.get_performance()
+        units = {str(u): dict(snr=snrs[str(u)], **{k: float(perf.loc[u, k]) for k in keys}) for u in gt.unit_ids}
+        counts = dict(well_detected=cmp.count_well_detected_units(WELL),
+                      false_positive=cmp.count_false_positive_units(REDUNDANT) if exhaustive_gt else None,
+                      redundant=cmp.count_redundant_units(REDUNDANT) if exhaustive_gt else None)
+    else:  # SpikeInterface's matching refuses an empty sorting: nothing was found
+        units = {str(u): dict(snr=snrs[str(u)], **dict.fromkeys(keys, 0.0)) for u in gt.unit_ids}
+        zero = 0 if exhaustive_gt else None
+        counts = dict(well_detected=0, false_positive=zero, redundant=zero)
+    mean = {k: sum(x[k] for x in units.values()) / len(units) for k in keys}
+    selection = selection_snrs or snrs
+    good = [x["accuracy"] for u, x in units.items() if selection[u] >= 5]
     return dict(units=units, **mean, accuracy_snr5=sum(good) / len(good) if good else None,
-                n_units=int(len(sorting.unit_ids)), well_detected=cmp.count_well_detected_units(WELL),
-                false_positive=cmp.count_false_positive_units(REDUNDANT), redundant=cmp.count_redundant_units(REDUNDANT))
+                n_units=int(len(sorting.unit_ids)), **counts)
 
 
 def keep_other_cases(report: dict, earlier: dict) -> dict:
@@ -144,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help=f"cases {FULL['cases']}, {FULL['duration_s']:g} s each")
     ap.add_argument("--tiny", action="store_true", help="3-s tetrode, crsae only (the test)")
+    ap.add_argument("--hybrid", action="store_true",
+                    help="units injected into the real recordings of ../shared/data (their own table)")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), help="override the mode's cases")
     ap.add_argument("--sorters", nargs="+", default=None, help=f"default: {' '.join(SORTERS)}")
     ap.add_argument("--duration-s", type=float, default=None, help="override the mode's recording length")
@@ -151,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="a sorter running longer is reported failed")
     ap.add_argument("--workdir", type=Path, default=None, help="recordings and sorter folders (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="results only in the workdir; leave docs/ alone")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --workdir: reuse the sorter runs a stopped run of the same command finished there")
     ap.add_argument("--keep-others", action="store_true",
                     help="keep the cases of docs/benchmarks_sorters.json that this run does not redo (each "
                          "marked with the run it came from) instead of replacing the whole table")
@@ -163,11 +186,13 @@ def main(argv: list[str] | None = None) -> dict:
         plot(report["cases"], args.from_json.parent / DOC_PNG.name)
         publish(report, args.from_json.parent)
         return report
-    mode = "tiny" if args.tiny else "full" if args.full else "quick"
-    preset = dict(tiny=TINY, full=FULL, quick=QUICK)[mode]
+    mode = "tiny" if args.tiny else "full" if args.full else "hybrid" if args.hybrid else "quick"
+    preset = dict(tiny=TINY, full=FULL, quick=QUICK, hybrid=HYBRID)[mode]
     cases = args.cases or preset["cases"]
+    if len({is_hybrid(c) for c in cases}) > 1:
+        ap.error("hybrid cases have their own table: run them apart from the generated ones (--hybrid)")
     sorters = args.sorters or preset.get("sorters", SORTERS)
-    duration_s = args.duration_s or preset["duration_s"]
+    duration_s = args.duration_s or preset["duration_s"] or QUICK["duration_s"]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crsae_sorters_"))
     work.mkdir(parents=True, exist_ok=True)
     t_start, load_before = time.perf_counter(), os.getloadavg()[0]
@@ -183,11 +208,19 @@ def main(argv: list[str] | None = None) -> dict:
             report["cases"].append(dict(case=case, duration_s=duration_s, snrs={}, results=[], error=reason))
             continue
         entry = dict(case=case, duration_s=duration_s, snrs=snrs, results=[])
+        if is_hybrid(case):  # the recording's own length, the targets and the scaling of the injected units
+            entry.update(json.loads((rec_folder.parent / "hybrid.json").read_text()))
         for sorter in sorters:
-            out = work / f"{case}_{duration_s:g}s" / sorter
-            res = run_sorter_in_child(sorter, rec_folder, out, args.threads, args.timeout_s)
+            out = case_folder(work, case, duration_s) / sorter
+            done = out.parent / (out.name + "_result.json")  # one run's row, for --resume
+            if args.resume and done.exists():
+                res = json.loads(done.read_text())
+            else:
+                res = run_sorter_in_child(sorter, rec_folder, out, args.threads, args.timeout_s)
+                done.write_text(json.dumps(res))
             if res["status"] == "ok":
-                res.update(score(gt_folder, out.parent / (out.name + "_sorting"), snrs))
+                res.update(score(gt_folder, out.parent / (out.name + "_sorting"), snrs,
+                                 exhaustive_gt=not is_hybrid(case), selection_snrs=entry.get("target_snrs")))
             emit(f"{case:8s} {sorter:15s} " + (f"accuracy {res['accuracy']:.3f}  {res['wall_s']:.1f} s"
                                                 if res["status"] == "ok" else f"failed: {res['reason']}"), flush=True)
             entry["results"].append(res)
@@ -197,8 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
     plot(report["cases"], work / DOC_PNG.name)
     emit("\n".join(line for case in report["cases"] for line in case_markdown(case)))
     if not args.no_doc:
-        if args.keep_others and DOC_JSON.exists():
-            report = keep_other_cases(report, json.loads(DOC_JSON.read_text()))
+        if args.keep_others and doc_json(report).exists():
+            report = keep_other_cases(report, json.loads(doc_json(report).read_text()))
             plot(report["cases"], work / DOC_PNG.name)
         publish(report, work)
     emit(f"results in {work}; {report['total_s']:.0f} s in all", flush=True)

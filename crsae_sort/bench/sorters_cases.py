@@ -1,6 +1,7 @@
 """What the sorter comparison (:mod:`.sorters`) runs and how it judges: the sorters and the
 parameters changed for them, the ground-truth cases and the presets, and the recordings of each
-case (SpikeInterface's generator, or MEArec), generated once and saved as binary folders."""
+case (SpikeInterface's generator, MEArec, or units injected into a real recording: :mod:`.hybrid`),
+generated once and saved as binary folders."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from .hybrid import HYBRID_CASES as _HYBRID, SOURCES as _SOURCES, describe as _hybrid_describe
 
 SORTERS = ["crsae", "spykingcircus2", "tridesclous2", "mountainsort5", "kilosort4"]
 # Only what a sorter needs to run at all on this CPU machine; each reason goes into the doc.
@@ -29,9 +32,14 @@ CASES = {
                        "models x 3 positions, seed 0), 4 excitatory + 2 inhibitory cells, MEArec's default "
                        "noise (10 uV) and 300-6000 Hz filter", 6, 0),
 }
+# hybrid ground truth on the real recordings of ../shared/data (crsae_sort.bench.hybrid); the length is the
+# recording's own, whatever --duration-s says; scored on the injected units only (exhaustive_gt=False)
+CASES.update({name: (_SOURCES[spec.source].num_channels, _hybrid_describe(name), spec.num_units, spec.seed)
+              for name, spec in _HYBRID.items()})
 QUICK = dict(cases=["tetrode", "32ch"], duration_s=10.0)
 FULL = dict(cases=["tetrode", "32ch", "64ch", "128ch", "drift_128ch", "mearec_tetrode"], duration_s=60.0)
 # the Neuropixels case takes an hour of every sorter on 2 CPU cores: run it on its own (--cases np1_384)
+HYBRID = dict(cases=list(_HYBRID), duration_s=None)  # every hybrid case, each the length of its recording
 TINY = dict(cases=["tetrode"], duration_s=3.0, sorters=["crsae"])
 WELL, REDUNDANT = 0.8, 0.2  # SpikeInterface's default well_detected_score and redundant_score
 
@@ -118,6 +126,8 @@ def make_case(work: Path, case: str, duration_s: float) -> tuple[Path, Path, dic
 
     from ..demo import unit_snrs
 
+    if is_hybrid(case):
+        return _make_hybrid_case(work, case)
     folder = work / f"{case}_{duration_s:g}s"
     rec_folder, gt_folder, snr_file = folder / "recording", folder / "gt_sorting", folder / "snrs.json"
     if not snr_file.exists():
@@ -132,4 +142,35 @@ def make_case(work: Path, case: str, duration_s: float) -> tuple[Path, Path, dic
         rec = rec.save(folder=rec_folder, n_jobs=1, progress_bar=False)
         gt.save(folder=gt_folder)
         snr_file.write_text(json.dumps(unit_snrs(rec, si.load(gt_folder))))
+    return rec_folder, gt_folder, json.loads(snr_file.read_text())
+
+
+def is_hybrid(case: str) -> bool:
+    """A hybrid case: real recording + injected units, scored on those only (``exhaustive_gt=False``)."""
+    return case in _HYBRID
+
+
+def case_folder(work: Path, case: str, duration_s: float | None) -> Path:
+    """Where :func:`make_case` saves a case (and the sorters write beside it)."""
+    return work / case if is_hybrid(case) else work / f"{case}_{duration_s:g}s"
+
+
+def _make_hybrid_case(work: Path, case: str) -> tuple[Path, Path, dict]:
+    """A hybrid case saved once (int16 binary folder, GT sorting, measured SNRs; targets and amplitude
+    factors in hybrid.json). ``FileNotFoundError`` when the real recording is absent."""
+    import spikeinterface as si
+
+    from .hybrid import make_hybrid
+
+    folder = work / case
+    rec_folder, gt_folder, snr_file = folder / "recording", folder / "gt_sorting", folder / "snrs.json"
+    if not snr_file.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        built = make_hybrid(case)
+        built.recording.save(folder=rec_folder, n_jobs=1, progress_bar=False)
+        built.gt_sorting.save(folder=gt_folder)
+        (folder / "hybrid.json").write_text(json.dumps(dict(
+            target_snrs=built.target_snrs, amplitude_factors=built.amplitude_factors,
+            duration_s=si.load(rec_folder).get_total_duration()), indent=1))
+        snr_file.write_text(json.dumps(built.snrs))
     return rec_folder, gt_folder, json.loads(snr_file.read_text())

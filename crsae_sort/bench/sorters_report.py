@@ -8,11 +8,24 @@ import shutil
 from pathlib import Path
 
 from .docs import DOC, DOCS, write_block
-from .sorters_cases import CASES, CHANGED, FULL, QUICK, REDUNDANT, SORTERS, WELL
+from .sorters_cases import CASES, CHANGED, FULL, QUICK, REDUNDANT, SORTERS, WELL, is_hybrid
 
 DOC_JSON = DOCS / "benchmarks_sorters.json"
 DOC_PNG = DOCS / "img" / "sorters_accuracy_vs_time.png"
 MARKER = "SORTERS"
+# the hybrid cases (real recordings + injected units) have their own section, results and figure
+HYBRID_JSON = DOCS / "benchmarks_hybrid.json"
+HYBRID_PNG = DOCS / "img" / "hybrid_accuracy_vs_time.png"
+HYBRID_MARKER = "HYBRID"
+
+
+def _is_hybrid_report(report: dict) -> bool:
+    return bool(report["cases"]) and all(is_hybrid(c["case"]) for c in report["cases"])
+
+
+def doc_json(report: dict) -> Path:
+    """The results file in docs/ a report goes to: the hybrid one or the generated cases' one."""
+    return HYBRID_JSON if _is_hybrid_report(report) else DOC_JSON
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -25,8 +38,11 @@ def case_markdown(case: dict) -> list[str]:
     if case.get("error"):
         return [f"**{case['case']}**: not generated: {case['error']}", ""]
     snrs = sorted(case["snrs"].values(), reverse=True)
-    lines = [f"**{case['case']}**: {num_channels} channels, {layout}; {num_units} units, seed {seed}, "
-             f"{case['duration_s']:g} s. GT unit SNRs: {', '.join(f'{s:.1f}' for s in snrs)}.", "",
+    head = (f"**{case['case']}**: {num_channels} channels, {layout}; {case['duration_s']:.1f} s. Injected units' SNR "
+            f"(measured, band-passed peak / MAD): " if is_hybrid(case["case"]) else
+            f"**{case['case']}**: {num_channels} channels, {layout}; {num_units} units, seed {seed}, "
+            f"{case['duration_s']:g} s. GT unit SNRs: ")
+    lines = [head + f"{', '.join(f'{s:.1f}' for s in snrs)}.", "",
              *_kept_line(case),
              "| sorter | version | units found | accuracy | recall | precision | accuracy (SNR >= 5) | "
              "well detected | false positive | redundant | wall s | x real time |",
@@ -42,7 +58,7 @@ def case_markdown(case: dict) -> list[str]:
             continue
         lines.append(f"| {r['sorter']} | {r['version']} | {r['n_units']} | {r['accuracy']:.3f} | {r['recall']:.3f} | "
                      f"{r['precision']:.3f} | {_fmt(r['accuracy_snr5'])} | {r['well_detected']} | "
-                     f"{r['false_positive']} | {r['redundant']} | {r['wall_s']:.1f} | "
+                     f"{_fmt(r['false_positive'], 'd')} | {_fmt(r['redundant'], 'd')} | {r['wall_s']:.1f} | "
                      f"{case['duration_s'] / r['wall_s']:.2f}x |")
     for i, run in enumerate(runs):
         lines += ["", f"[{i + 1}] This row is from {_run_text(json.loads(run))}."]
@@ -53,7 +69,14 @@ def case_markdown(case: dict) -> list[str]:
                 order.index(k) if k in order else len(order), k)))
             lines += ["", f"crsae stages (s): {stages}."]
     ok = [r for r in case["results"] if r["status"] == "ok"]
-    if ok:
+    if ok and case.get("target_snrs"):  # hybrid: the per-unit table in the open, with the targets
+        lines += ["", "Accuracy per injected unit:", "",
+                  "| injected unit | target SNR | SNR | " + " | ".join(r["sorter"] for r in ok) + " |",
+                  "|---|---|---|" + "---|" * len(ok)]
+        for u, snr in sorted(case["snrs"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {u} | {case['target_snrs'][u]:.2f} | {snr:.2f} | "
+                         + " | ".join(f"{r['units'][u]['accuracy']:.3f}" for r in ok) + " |")
+    elif ok:
         lines += ["", "<details><summary>accuracy per ground-truth unit</summary>", "",
                   "| GT unit | SNR | " + " | ".join(r["sorter"] for r in ok) + " |", "|---|---|" + "---|" * len(ok)]
         for u, snr in sorted(case["snrs"].items(), key=lambda kv: -kv[1]):
@@ -116,7 +139,10 @@ def plot(cases: list[dict], path: Path) -> None:
 
 
 def write_doc(report: dict, cases: list[dict]) -> None:
-    """The SORTERS block of docs/benchmarks.md (its section appended first if the doc has none)."""
+    """The SORTERS block of docs/benchmarks.md (its section appended first if the doc has none); the
+    HYBRID block for a report of hybrid cases."""
+    if _is_hybrid_report(report):
+        return _write_hybrid_doc(report, cases)
     changed = "; ".join(f"{s}: `{json.dumps(p)}` ({why})" for s, (p, why) in CHANGED.items()) or "none"
     text = "\n".join([
         f"Hardware: {report['hardware']}. Load average (1 min) {report['load_before']:.2f} before, "
@@ -138,10 +164,39 @@ def write_doc(report: dict, cases: list[dict]) -> None:
                f"{FULL['duration_s']:g} s each). Results also in `docs/benchmarks_sorters.json`.")
     write_block(DOC, MARKER, text, section=section)
 
+def _write_hybrid_doc(report: dict, cases: list[dict]) -> None:
+    """The HYBRID block of docs/benchmarks.md (its section appended at the end if the doc has none)."""
+    changed = "; ".join(f"{s}: `{json.dumps(p)}` ({why})" for s, (p, why) in CHANGED.items()) or "none"
+    text = "\n".join([
+        f"Commit {report.get('commit') or '?'}, {report.get('date', '')}. Hardware: {report['hardware']}. Load average "
+        f"(1 min) {report['load_before']:.2f} before, {report['load_after']:.2f} after (the machine is shared). "
+        f"Command: `{report['command']}`; {report['total_s'] / 60:.1f} min in all"
+        + (f"; table rewritten by `{report['rendered_by']}`." if report.get("rendered_by") else "."), "",
+        f"Every sorter as in the section above (`run_sorter` with its defaults, a fresh process, the same int16 "
+        f"binary folder, {report['threads']} threads); parameters changed: {changed}. Scores: "
+        f"`compare_sorter_to_ground_truth(..., exhaustive_gt=False)` on the injected units only (the recording's "
+        f"own units are not in the truth, so false-positive and redundant counts are not defined: n/a); accuracy, "
+        f"recall, precision are means over the injected units, **accuracy (SNR >= 5) is the headline**; well "
+        f"detected = agreement >= {WELL}.", "",
+        *[line for case in cases for line in case_markdown(case)],
+        f"![accuracy against wall time, hybrid cases](img/{HYBRID_PNG.name})"])
+    section = ("## Hybrid ground truth on real recordings\n\n"
+               "`python scripts/benchmark_sorters.py --hybrid` injects generated units (SpikeInterface's "
+               "`generate_hybrid_recording`, seeded) into every real recording of `../shared/data` that can hold "
+               "them and sorts them with crsae and every peer (`crsae_sort.bench.hybrid` builds the cases; "
+               "results also in `docs/benchmarks_hybrid.json`). Each injected unit is scaled so that its SNR, "
+               "the peak of its mean waveform over the MAD noise of that channel, both on the band-passed "
+               "(300-6000 Hz; 300-4500 Hz at 10 kHz) traces, lands on a target; the SNRs below are measured "
+               "after injection. Draw `_a` of each recording spreads its units over SNR 6-12, draw `_b` over "
+               "5-10.")
+    write_block(DOC, HYBRID_MARKER, text, section=section)
+
+
 def publish(report: dict, work: Path) -> None:
-    """Results JSON, plot and table into docs/."""
-    DOC_JSON.write_text(json.dumps(report, indent=1))
+    """Results JSON, plot and table into docs/ (the hybrid ones for a report of hybrid cases)."""
+    png = HYBRID_PNG if _is_hybrid_report(report) else DOC_PNG
+    doc_json(report).write_text(json.dumps(report, indent=1))
     if (work / DOC_PNG.name).exists():
-        DOC_PNG.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / DOC_PNG.name, DOC_PNG)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / DOC_PNG.name, png)
     write_doc(report, report["cases"])
