@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 DPI = 100
-STAGES = ("preprocess", "init", "train", "inference", "export")  # pipeline order
+STAGES = ("preprocess", "init", "train", "grow", "inference", "curate", "export")  # pipeline order
 MAX_TEMPLATE_CHANNELS = 16  # a unit's template is drawn on the channels nearest its peak channel
 
 
