@@ -69,3 +69,15 @@ def attach_amplitude_scalings(analyzer, spikes: np.ndarray) -> None:
     scaling = np.empty(len(vector), np.float32)
     scaling[theirs] = (amplitude / np.maximum(median[spikes["unit_id"]], 1e-12))[mine]
     attach_extension(analyzer, "amplitude_scalings", {"amplitude_scalings": scaling})
+
+
+def attach_template_similarity(analyzer, templates: np.ndarray) -> None:
+    """The cosine similarity of every pair of ``templates`` (at lag 0, over all channels) as the analyzer's
+    ``template_similarity`` (SpikeInterface's defaults), computed by SpikeInterface's NumPy path: its numba
+    path compiles for 20-30 s on first use, longer than a small sort takes."""
+    from spikeinterface.postprocessing import template_similarity as ts
+
+    mask = np.ones((templates.shape[0], templates.shape[2]), dtype=bool)
+    distances = ts._compute_similarity_matrix_numpy(templates, templates, 0, "cosine", mask, mask, support="union")
+    attach_extension(analyzer, "template_similarity", {"similarity": 1.0 - distances.min(axis=0)},
+                     method="cosine", max_lag_ms=0, support="union")
