@@ -180,7 +180,6 @@ def _sort_stages(recording, run: _Run, scratch: Path) -> SortResult:
                              f"recording preprocesses to {fs_model:.3f} Hz; train a new model")
     with timer.stage("inference"):
         spikes = detect_spikes(model, pre.recording, params.inference, progress=run.progress)
-    with timer.stage("export"):
         result = build_result(recording, pre, model, spikes, params, training, run.device, growth)
         result.summary.dead_channels_excluded = [str(c) for c in run.scan.dead_channel_ids]
     with timer.stage("curate"):

@@ -87,9 +87,8 @@ class StageTimer:
         t0 = time.perf_counter()
         logger.info("stage %s: start", name, extra=PROGRESS)
         yield
-        elapsed = time.perf_counter() - t0
-        self.seconds[name] = self.seconds.get(name, 0.0) + elapsed  # a stage entered twice: both parts
-        logger.info("stage %s: %.2f s", name, elapsed)
+        self.seconds[name] = time.perf_counter() - t0
+        logger.info("stage %s: %.2f s", name, self.seconds[name])
 
 
 def cpu_name() -> str:
