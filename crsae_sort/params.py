@@ -169,7 +169,7 @@ class InferenceParams:
 @dataclass(frozen=True)
 class CurationParams:
     """Quality labels good, mua, noise: SpikeInterface's metrics, Bombcell's rules (curate.py, docs/how-it-works.md)."""
-    label_units: bool = _p(True, "Label each unit good, mua or noise (1-4 s on small recordings); false skips it.")
+    label_units: bool = _p(True, "Label each unit good, mua or noise (3-6 s on small recordings); false skips it.")
     remove_labels: str = _p("none", "Units removed by label (labelled even when label_units is false): 'none' keeps "
                             "all; 'noise,mua' keeps the good ones.", choices=("none", "noise", "noise,mua"))
 
