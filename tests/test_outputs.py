@@ -193,3 +193,15 @@ def test_templates_zarr_is_spikeinterface_templates_with_sparsity(exported):
     np.testing.assert_allclose(back.get_dense_templates(), expected * back.sparsity_mask[:, None, :], atol=1e-5)
     # a tetrode lies within radius_um (100 µm) of every contact: every channel is kept
     assert back.sparsity_mask.all() and back.probe is not None
+
+
+def test_no_units_means_no_phy_folder_and_no_nwb_file(exported, tmp_path):
+    """remove_labels can remove every unit: Phy and NWB are skipped with a warning instead of failing the sort."""
+    import dataclasses
+
+    from crsae_sort.io.phy_nwb import export_nwb, export_phy
+
+    rec, result, _ = exported
+    empty = dataclasses.replace(result, sorting=result.sorting.select_units([]))
+    assert export_phy(empty, rec, tmp_path / "phy") is None and not (tmp_path / "phy").exists()
+    assert export_nwb(empty, rec, tmp_path / "units.nwb") is None and not (tmp_path / "units.nwb").exists()

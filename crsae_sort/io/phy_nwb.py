@@ -36,7 +36,7 @@ def check_outputs_possible(recording, output_folder, *, phy: bool, nwb: bool) ->
             raise InputError("--nwb needs pynwb: pip install 'crsae-sort[nwb]' (or pip install pynwb)")
 
 
-def export_phy(result, recording, folder: Path, *, copy_binary: bool | None = None) -> Path:
+def export_phy(result, recording, folder: Path, *, copy_binary: bool | None = None) -> Path | None:
     """Phy template-gui folder from ``result`` via SpikeInterface's ``export_to_phy``.
 
     The analyzer is given our learned templates (aligned to the spike times), their similarity and each
@@ -56,6 +56,10 @@ def export_phy(result, recording, folder: Path, *, copy_binary: bool | None = No
 
     check_outputs_possible(recording, folder, phy=True, nwb=False)
     folder = Path(folder)
+    if len(result.sorting.unit_ids) == 0:  # Phy cannot open a folder without clusters
+        logger.warning("Phy folder not written: no units (none found, or every unit removed by remove_labels=%s)",
+                       result.params.curation.remove_labels)
+        return None
     templates, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
     sorting = result.sorting
     source = None if copy_binary else binary_source(recording)
@@ -162,7 +166,7 @@ def _check_phy(folder: Path, sorting) -> None:
         model.close()
 
 
-def export_nwb(result, recording, path: Path, *, session_description: str = "crsae-sort spike sorting") -> Path:
+def export_nwb(result, recording, path: Path, *, session_description: str = "crsae-sort spike sorting") -> Path | None:
     """NWB file with the electrodes and a units table: spike times (s), waveform means (µV,
     ``(units, samples, channels)``), electrodes, spike counts and λ; the parameters and versions are
     stored as provenance (``scratch/crsae_sort_provenance``, JSON). Read back with pynwb.
@@ -178,6 +182,10 @@ def export_nwb(result, recording, path: Path, *, session_description: str = "crs
         raise InputError("--nwb needs pynwb: pip install 'crsae-sort[nwb]' (or pip install pynwb)") from exc
     from ..runlog import package_version, versions
 
+    if len(result.sorting.unit_ids) == 0:  # pynwb cannot type the columns of an empty units table
+        logger.warning("NWB file not written: no units (none found, or every unit removed by remove_labels=%s)",
+                       result.params.curation.remove_labels)
+        return None
     path = Path(path)
     fs = recording.get_sampling_frequency()
     nwb = NWBFile(session_description=session_description, identifier=str(uuid4()),
