@@ -52,22 +52,28 @@ def attach_templates(analyzer, templates: np.ndarray, nbefore: int) -> None:
                      ms_before=nbefore * 1000.0 / fs, ms_after=(templates.shape[1] - nbefore) * 1000.0 / fs)
 
 
-def attach_amplitude_scalings(analyzer, spikes: np.ndarray) -> None:
-    """Each spike's fitted amplitude from the spikes table (``amplitude_uv``; sample_index, segment_index,
-    unit_id) over its unit's median, as the analyzer's ``amplitude_scalings`` (the template's scale that fits
-    the spike, which is what a CRsAE code is)."""
+def in_spike_order(analyzer, spikes: np.ndarray) -> np.ndarray:
+    """The spikes table (sample_index, segment_index, unit_id, ...) in the order of the analyzer's spike vector."""
     vector = analyzer.sorting.to_spike_vector()
     unit_ids = np.asarray(analyzer.unit_ids)
+    if len(vector) != len(spikes):
+        raise ValueError(f"spikes table has {len(spikes)} spikes, the sorting {len(vector)}")
     mine = np.lexsort((spikes["sample_index"], spikes["unit_id"], spikes["segment_index"]))
     theirs = np.lexsort((vector["sample_index"], unit_ids[vector["unit_index"]], vector["segment_index"]))
-    if len(mine) != len(theirs):
-        raise ValueError(f"spikes table has {len(mine)} spikes, the sorting {len(theirs)}")
-    amplitude = np.abs(spikes["amplitude_uv"].astype(np.float64))
-    median = np.zeros(int(spikes["unit_id"].max()) + 1 if len(spikes) else 1)
-    for u in np.unique(spikes["unit_id"]):
-        median[u] = np.median(amplitude[spikes["unit_id"] == u])
-    scaling = np.empty(len(vector), np.float32)
-    scaling[theirs] = (amplitude / np.maximum(median[spikes["unit_id"]], 1e-12))[mine]
+    out = np.empty_like(spikes)
+    out[theirs] = spikes[mine]
+    return out
+
+
+def attach_amplitude_scalings(analyzer, spikes: np.ndarray) -> None:
+    """Each spike's fitted amplitude from the spikes table (``amplitude_uv``) over its unit's median, as the
+    analyzer's ``amplitude_scalings`` (the template's scale that fits the spike, which is what a CRsAE code is)."""
+    ordered = in_spike_order(analyzer, spikes)
+    amplitude = np.abs(ordered["amplitude_uv"].astype(np.float64))
+    scaling = np.empty(len(ordered), np.float32)
+    for u in np.unique(ordered["unit_id"]):
+        mine = ordered["unit_id"] == u
+        scaling[mine] = amplitude[mine] / max(float(np.median(amplitude[mine])), 1e-12)
     attach_extension(analyzer, "amplitude_scalings", {"amplitude_scalings": scaling})
 
 

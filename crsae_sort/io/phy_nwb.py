@@ -36,23 +36,24 @@ def check_outputs_possible(recording, output_folder, *, phy: bool, nwb: bool) ->
             raise InputError("--nwb needs pynwb: pip install 'crsae-sort[nwb]' (or pip install pynwb)")
 
 
-def export_phy(result, recording, folder: Path, *, copy_binary: bool | None = None) -> Path | None:
+def export_phy(result, recording, folder: Path, *, copy_binary: bool = False) -> Path | None:
     """Phy template-gui folder from ``result`` via SpikeInterface's ``export_to_phy``.
 
     The analyzer is given our learned templates (aligned to the spike times), their similarity and each
     spike's amplitude from the model, so Phy's templates, amplitudes and similarity come from the model, no
-    pass over the traces is made and nothing is compiled; PC features are not computed (Phy's feature view
+    pass over the traces is made and SpikeInterface's similarity is not compiled; PC features are not computed (Phy's feature view
     stays empty; its waveform, trace, amplitude and correlogram views do not need them). When the
     recording is one binary file Phy can read (a SpikeInterface binary folder, a raw ``.dat``/``.bin``, behind
     any channel selection), ``params.py`` points at that file (absolute path) and ``channel_map.npy`` at its
-    channels instead of copying it into ``recording.dat``; ``copy_binary=True`` copies anyway, ``None`` copies
-    only when there is no such file. ``cluster_group.tsv`` (Phy's groups) and ``cluster_KSLabel.tsv`` hold the
+    channels instead of copying it into ``recording.dat``; the traces are copied when there is no such file, or
+    when ``copy_binary`` is true. ``cluster_group.tsv`` (Phy's groups) and ``cluster_KSLabel.tsv`` hold the
     quality labels (:mod:`crsae_sort.curate`). Read back with ``spikeinterface.extractors.read_phy`` before
     returning.
     """
     from spikeinterface.exporters import export_to_phy
 
-    from .analyzer import attach_extension, attach_template_similarity, attach_templates, memory_analyzer
+    from .analyzer import (attach_extension, attach_template_similarity, attach_templates, in_spike_order,
+                           memory_analyzer)
 
     check_outputs_possible(recording, folder, phy=True, nwb=False)
     folder = Path(folder)
@@ -68,7 +69,8 @@ def export_phy(result, recording, folder: Path, *, copy_binary: bool | None = No
         analyzer = memory_analyzer(sorting, recording, np.abs(templates).max(axis=1).argmax(axis=1))
         attach_templates(analyzer, templates, nbefore)
         attach_template_similarity(analyzer, templates)
-        attach_extension(analyzer, "spike_amplitudes", {"amplitudes": _amplitudes_in_spike_order(result, analyzer)})
+        amplitudes = in_spike_order(analyzer, result.spikes)["amplitude_uv"].astype(np.float32)
+        attach_extension(analyzer, "spike_amplitudes", {"amplitudes": amplitudes})
         export_to_phy(analyzer, folder, compute_pc_features=False, compute_amplitudes=True, copy_binary=source is None,
                       remove_if_exists=True, use_relative_path=source is None, verbose=False, n_jobs=1,
                       progress_bar=False)
@@ -118,19 +120,6 @@ def _point_at_binary(folder: Path, source: BinarySource, sampling_frequency_hz: 
         f"dat_path = r'{source.path}'\nn_channels_dat = {source.n_channels}\ndtype = '{source.dtype}'\n"
         f"offset = {source.offset}\nsample_rate = {sampling_frequency_hz}\nhp_filtered = {bool(filtered)}\n")
     np.save(folder / "channel_map.npy", source.channels)
-
-
-def _amplitudes_in_spike_order(result, analyzer) -> np.ndarray:
-    """Each spike's amplitude in µV from the model, in the analyzer's spike order (what Phy's amplitude view
-    shows; SpikeInterface would read it from the traces)."""
-    vector = analyzer.sorting.to_spike_vector()
-    ids = np.asarray(analyzer.unit_ids)
-    spikes = result.spikes
-    mine = np.lexsort((spikes["sample_index"], spikes["unit_id"], spikes["segment_index"]))
-    theirs = np.lexsort((vector["sample_index"], ids[vector["unit_index"]], vector["segment_index"]))
-    out = np.empty(len(vector), np.float32)
-    out[theirs] = spikes["amplitude_uv"][mine]
-    return out
 
 
 def _write_labels(folder: Path, result) -> None:

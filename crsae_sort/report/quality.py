@@ -22,7 +22,8 @@ def quality_section(sorting, filtered_uv, summary: Summary) -> str:
 
     if not summary.units:
         removed = f": every unit was removed by <code>remove_labels</code> ({escape(str(summary.removed_units))})"
-        return markup.section("quality", "Quality metrics", f"<p>No units{removed if summary.removed_units else ''}.</p>")
+        text = f"<p>No units{removed if summary.removed_units else ''}.</p>"
+        return markup.section("quality", "Quality metrics", text)
     by_unit = {u.unit_id: u for u in summary.units}
     bin_s = summary.presence_ratio_bin_s or presence_bin_s(summary.duration_s)
     labelled = bool(summary.units) and all(u.quality_metrics for u in summary.units)
