@@ -205,3 +205,25 @@ def test_no_units_means_no_phy_folder_and_no_nwb_file(exported, tmp_path):
     empty = dataclasses.replace(result, sorting=result.sorting.select_units([]))
     assert export_phy(empty, rec, tmp_path / "phy") is None and not (tmp_path / "phy").exists()
     assert export_nwb(empty, rec, tmp_path / "units.nwb") is None and not (tmp_path / "units.nwb").exists()
+
+
+def test_a_raw_binary_behind_a_probe_view_is_read_in_place(tmp_path):
+    """A raw .dat with a header, channels selected and reordered by a probe: Phy's params.py names the file,
+    its channel count, dtype and header, and channel_map.npy the channels in it."""
+    from spikeinterface.core import read_binary
+
+    from crsae_sort.io.phy_nwb import _point_at_binary, binary_source
+
+    path = tmp_path / "raw.dat"
+    path.write_bytes(b"\0" * 64 + np.arange(6000, dtype="<i2").tobytes())
+    rec = read_binary(path, sampling_frequency=1000.0, dtype="int16", num_channels=6, file_offset=64)
+    view = rec.select_channels(rec.channel_ids[[4, 1, 2]])
+    source = binary_source(view)
+    assert (source.path, source.n_channels, source.dtype, source.offset) == (path.resolve(), 6, "int16", 64)
+    assert source.channels.tolist() == [4, 1, 2]
+    _point_at_binary(tmp_path, source, 1000.0, False)
+    params = {}
+    exec((tmp_path / "params.py").read_text(), params)  # Phy reads params.py as Python
+    assert (params["dat_path"], params["n_channels_dat"], params["offset"]) == (str(path.resolve()), 6, 64)
+    data = np.memmap(params["dat_path"], dtype=params["dtype"], offset=params["offset"]).reshape(-1, 6)
+    np.testing.assert_array_equal(data[:, np.load(tmp_path / "channel_map.npy")], view.get_traces())
