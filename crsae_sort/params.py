@@ -179,6 +179,14 @@ class InferenceParams:
 
 
 @dataclass(frozen=True)
+class CurationParams:
+    """Quality labels good, mua, noise: SpikeInterface's metrics, Bombcell's rules (curate.py, docs/how-it-works.md)."""
+    label_units: bool = _p(True, "Label each unit good, mua or noise (3-6 s on small recordings); false skips it.")
+    remove_labels: str = _p("none", "Units removed by label (labelled even when label_units is false): 'none' keeps "
+                            "all; 'noise,mua' keeps the good ones.", choices=("none", "noise", "noise,mua"))
+
+
+@dataclass(frozen=True)
 class RunParams:
     """Where and how the run executes."""
     device: str = _p("auto", "Torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda' or 'cuda:N'.")
@@ -195,6 +203,7 @@ SECTIONS = {
     "train": TrainParams,
     "grow": GrowParams,
     "inference": InferenceParams,
+    "curation": CurationParams,
     "run": RunParams,
 }
 #: each encoder's own options, a section ``encoder:<name>`` (only encoders that have options)
@@ -218,6 +227,7 @@ class SortParams:
     train: TrainParams = field(default_factory=TrainParams)
     grow: GrowParams = field(default_factory=GrowParams)
     inference: InferenceParams = field(default_factory=InferenceParams)
+    curation: CurationParams = field(default_factory=CurationParams)
     run: RunParams = field(default_factory=RunParams)
     encoders: dict = field(default_factory=_default_encoders)
 

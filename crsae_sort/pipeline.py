@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .curate import curate
 from .device import describe_device, resolve_device, warm_up
 from .errors import InputError, option
 from .grow import grow
@@ -188,10 +189,12 @@ def _sort_stages(recording, run: _Run, scratch: Path) -> SortResult:
                              f"recording preprocesses to {fs_model:.3f} Hz; train a new model")
     with timer.stage("inference"):
         spikes = detect_spikes(model, pre.recording, params.inference, progress=run.progress)
-    with timer.stage("export"):
         result = build_result(recording, pre, model, spikes, params, training, run.device, growth)
         result.summary.dead_channels_excluded = [str(c) for c in run.scan.dead_channel_ids]
         result.summary.amplitude_unit = params.preprocess.amplitude_unit
+    with timer.stage("curate"):
+        result = curate(result, pre.filtered_uv, params.curation, seed=seed)
+    with timer.stage("export"):
         result.stage_seconds = dict(timer.seconds)
         if folder is not None:
             results.write_sort(folder, result, recording, pre.decimation, info)

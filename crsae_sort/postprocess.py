@@ -112,6 +112,8 @@ def combine_groups(recording, parts: dict, channel_ids_of: dict, params: SortPar
     table = np.concatenate(tables)
     fs = recording.get_sampling_frequency()
     sorting = results.sorting_from_table(table, recording.get_num_segments(), fs, np.arange(offset))
+    if units and all(u.quality is not None for u in units):  # each group's labels (curate.py)
+        sorting.set_property("quality", np.array([u.quality for u in units]))
     first = next(iter(parts.values())).summary
     seconds = {k: sum(p.summary.seconds[k] for p in parts.values()) for k in first.seconds if k != "total"}
     summary = Summary(units=units, num_spikes=int(len(table)),
@@ -120,7 +122,9 @@ def combine_groups(recording, parts: dict, channel_ids_of: dict, params: SortPar
                       num_channels=recording.get_num_channels(), device=first.device,
                       training_steps=sum(p.summary.training_steps for p in parts.values()), seconds=seconds,
                       groups={str(g): len(p.sorting.unit_ids) for g, p in parts.items()}, read_out=read_out,
-                      grown=grown)
+                      grown=grown, presence_ratio_bin_s=first.presence_ratio_bin_s)
+    # removed units never got a combined id: "group:template"
+    summary.removed_units = {f"{g}:{u}": label for g, p in parts.items() for u, label in p.summary.removed_units.items()}
     moved = [p.summary for p in parts.values() if p.summary.motion_correction is not None]
     if moved:  # groups are corrected apart: the preset, and the largest drift of any group
         summary.motion_correction = moved[0].motion_correction

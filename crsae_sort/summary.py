@@ -55,6 +55,8 @@ class UnitSummary:
     group: str | None = None           # channel group, when groups were sorted apart
     template: int | None = None        # the unit's template index within its group
     origin: str = "init"               # where its atom came from: "init", "residual" (growth) or "split"
+    quality: str | None = None         # "good", "mua" or "noise" (crsae_sort.curate); None: not labelled
+    quality_metrics: dict | None = None  # the SpikeInterface metrics the label was decided on (None: not computed)
 
 
 @dataclass
@@ -78,6 +80,8 @@ class Summary:
     read_out: list[TemplateReadOut] = field(default_factory=list)  # per template, what the read-out discarded
     grown: list[GrownAtom] = field(default_factory=list)      # atoms added from the residual, with evidence
     amplitude_unit: str = "uV"  # of templates and amplitudes: "uV", or "counts" (amplitude_unit=counts: file units)
+    presence_ratio_bin_s: float | None = None                 # bin of the units' presence ratio (curate.py)
+    removed_units: dict[str, str] = field(default_factory=dict)  # unit id -> label, removed by remove_labels
 
     @property
     def model_sampling_frequency_hz(self) -> float:

@@ -134,6 +134,6 @@ def test_demo_without_a_terminal_logs_its_stages(tmp_path, monkeypatch):
     assert lines[0] == "INFO demo: generating a 3-s ground-truth tetrode (seed 2205)"
     assert lines[1] == f"INFO demo: sorting it into {tmp_path / 'demo'}"
     stages = [line.split()[2].rstrip(":") for line in lines if line.startswith("INFO stage ")]
-    assert stages == ["preprocess", "init", "train", "grow", "inference", "export"]
+    assert stages == ["preprocess", "init", "train", "grow", "inference", "curate", "export"]
     assert lines[-2].startswith("INFO demo: scoring") and lines[-1].startswith("INFO demo: mean accuracy")
     assert "versions" not in res.output  # only the progress lines, not the whole run log

@@ -30,8 +30,12 @@ def test_phy_folder_holds_our_templates_and_spikes(exported):
 
     rec, result, base = exported
     phy = base / "out" / "phy"
-    assert (phy / "params.py").is_file() and (phy / "recording.dat").is_file()
-    assert "dat_path = r'recording.dat'" in (phy / "params.py").read_text()  # survives moving the folder
+    # the input is a SpikeInterface binary folder: Phy reads its file in place, no copy
+    assert (phy / "params.py").is_file() and not (phy / "recording.dat").exists()
+    params = (phy / "params.py").read_text()
+    assert f"dat_path = r'{(base / 'rec' / 'traces_cached_seg0.raw').resolve()}'" in params
+    assert "n_channels_dat = 4" in params and "dtype = 'float32'" in params
+    np.testing.assert_array_equal(np.load(phy / "channel_map.npy"), [0, 1, 2, 3])
     back = read_phy(phy)  # restores our unit ids from cluster_si_unit_ids.tsv
     assert sorted(back.unit_ids) == sorted(result.sorting.unit_ids)
     for unit in result.sorting.unit_ids:
@@ -39,6 +43,51 @@ def test_phy_folder_holds_our_templates_and_spikes(exported):
     expected, nbefore = aligned_templates(result.templates_uv, spike_peak_samples(result))
     np.testing.assert_allclose(np.load(phy / "templates.npy"), expected, rtol=1e-5, atol=1e-4)
     assert np.load(phy / "amplitudes.npy").shape[0] == len(result.spikes)
+
+
+def test_quality_labels_reach_phy_summary_and_nwb(exported):
+    """The sorting property ``quality`` is what cluster_group.tsv, cluster_KSLabel.tsv, summary.json and the NWB
+    units table hold, unit by unit."""
+    import csv
+
+    from pynwb import NWBHDF5IO
+
+    from crsae_sort.summary import Summary
+
+    rec, result, base = exported
+    labels = list(result.sorting.get_property("quality"))
+    assert labels and set(labels) <= {"good", "mua", "noise"}
+    for name, column in (("cluster_group.tsv", "group"), ("cluster_KSLabel.tsv", "KSLabel")):
+        with open(base / "out" / "phy" / name) as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        assert [int(r["cluster_id"]) for r in rows] == list(range(len(labels)))
+        assert [r[column] for r in rows] == labels
+    summary = Summary.read(base / "out")
+    assert [u.quality for u in summary.units] == labels
+    assert all(set(u.quality_metrics) >= {"snr", "isi_violations_ratio"} for u in summary.units)
+    with NWBHDF5IO(str(base / "out" / "units.nwb"), "r") as io:
+        assert list(io.read().units["quality"][:]) == labels
+    import spikeinterface as si
+
+    assert list(si.load(base / "out" / "sorting").get_property("quality")) == labels
+
+
+def test_phy_copies_the_traces_when_no_binary_file_holds_them(exported, tmp_path):
+    """An in-memory recording has no file Phy could read: it is copied into recording.dat, as before."""
+    from crsae_sort.io.phy_nwb import binary_source, export_phy
+
+    rec, result, _ = exported
+    assert binary_source(rec) is not None
+    assert binary_source(rec.select_channels(rec.channel_ids[::-1])).channels.tolist() == [3, 2, 1, 0]
+    memory = rec.to_numpy_recording() if hasattr(rec, "to_numpy_recording") else None
+    if memory is None:
+        from spikeinterface.core import NumpyRecording
+
+        memory = NumpyRecording([rec.get_traces()], rec.get_sampling_frequency(), channel_ids=rec.channel_ids)
+        memory.set_probegroup(rec.get_probegroup())
+    assert binary_source(memory) is None
+    phy = export_phy(result, memory, tmp_path / "phy")
+    assert (phy / "recording.dat").is_file() and "dat_path = r'recording.dat'" in (phy / "params.py").read_text()
 
 
 def test_aligned_template_peak_sits_where_the_spike_times_point(exported):
@@ -144,3 +193,37 @@ def test_templates_zarr_is_spikeinterface_templates_with_sparsity(exported):
     np.testing.assert_allclose(back.get_dense_templates(), expected * back.sparsity_mask[:, None, :], atol=1e-5)
     # a tetrode lies within radius_um (100 µm) of every contact: every channel is kept
     assert back.sparsity_mask.all() and back.probe is not None
+
+
+def test_no_units_means_no_phy_folder_and_no_nwb_file(exported, tmp_path):
+    """remove_labels can remove every unit: Phy and NWB are skipped with a warning instead of failing the sort."""
+    import dataclasses
+
+    from crsae_sort.io.phy_nwb import export_nwb, export_phy
+
+    rec, result, _ = exported
+    empty = dataclasses.replace(result, sorting=result.sorting.select_units([]))
+    assert export_phy(empty, rec, tmp_path / "phy") is None and not (tmp_path / "phy").exists()
+    assert export_nwb(empty, rec, tmp_path / "units.nwb") is None and not (tmp_path / "units.nwb").exists()
+
+
+def test_a_raw_binary_behind_a_probe_view_is_read_in_place(tmp_path):
+    """A raw .dat with a header, channels selected and reordered by a probe: Phy's params.py names the file,
+    its channel count, dtype and header, and channel_map.npy the channels in it."""
+    from spikeinterface.core import read_binary
+
+    from crsae_sort.io.phy_nwb import _point_at_binary, binary_source
+
+    path = tmp_path / "raw.dat"
+    path.write_bytes(b"\0" * 64 + np.arange(6000, dtype="<i2").tobytes())
+    rec = read_binary(path, sampling_frequency=1000.0, dtype="int16", num_channels=6, file_offset=64)
+    view = rec.select_channels(rec.channel_ids[[4, 1, 2]])
+    source = binary_source(view)
+    assert (source.path, source.n_channels, source.dtype, source.offset) == (path.resolve(), 6, "int16", 64)
+    assert source.channels.tolist() == [4, 1, 2]
+    _point_at_binary(tmp_path, source, 1000.0, False)
+    params = {}
+    exec((tmp_path / "params.py").read_text(), params)  # Phy reads params.py as Python
+    assert (params["dat_path"], params["n_channels_dat"], params["offset"]) == (str(path.resolve()), 6, 64)
+    data = np.memmap(params["dat_path"], dtype=params["dtype"], offset=params["offset"]).reshape(-1, 6)
+    np.testing.assert_array_equal(data[:, np.load(tmp_path / "channel_map.npy")], view.get_traces())

@@ -148,6 +148,9 @@ def test_channel_groups_are_sorted_apart_and_aggregated(tmp_path):
         assert np.all(tpl[unit["unit_id"]][:, outside] == 0)
     loaded = si.load(tmp_path / "out" / "sorting")
     assert len(loaded.unit_ids) == len(summary["units"]) == tpl.shape[0]
+    # each group's quality labels survive the combination, unit by unit
+    assert list(loaded.get_property("quality")) == [u["quality"] for u in summary["units"]]
+    assert summary["presence_ratio_bin_s"] == 2.0
     assert not list((tmp_path / "out").rglob("checkpoint"))
 
 

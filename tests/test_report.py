@@ -68,8 +68,11 @@ def test_report_has_every_figure_linked_metrics_and_ground_truth(reported):
     base, out, proc = reported
     assert f"report: {out / 'report' / 'index.html'}" in proc.stdout
     text = _check_report(out, ground_truth=True)
-    for column in ("snr", "isi_violations_ratio", "presence_ratio", "amplitude_cutoff", "λ"):
+    for column in ("label", "snr", "isi_violations_ratio", "presence_ratio", "amplitude_cutoff", "λ"):
         assert f"<th>{column}</th>" in text
+    assert "presence ratio in 1-s bins: a tenth of the recording rounded down" in text  # 10 s recording
+    labels = [u["quality"] for u in json.loads((out / "summary.json").read_text())["units"]]
+    assert all(f"<td>{label}</td>" in text for label in labels)
     assert '<table class="sortable">' in text and "<script>" in text
     assert 'id="ground-truth"' in text and "<th>accuracy</th>" in text
 
@@ -78,8 +81,24 @@ def test_report_shows_plain_ids_and_a_one_line_recording(reported):
     _, out, _ = reported
     text = (out / "report" / "index.html").read_text(encoding="utf-8")
     cell = re.search(r"<tr><td>recording</td><td>(.*?)</td></tr>", text, re.S).group(1)
-    assert cell == "BinaryFolderRecording: 4 channels at 30000 Hz, 10.0 s in 1 segment, float32"
+    # the format and the folder the traces come from, not the class of the view the probe was attached to
+    assert cell == f"BinaryFolder ({out.parent / 'rec'}): 4 channels at 30000 Hz, 10.0 s in 1 segment, float32"
     assert "np.int64" not in text and "np.float" not in text
+
+
+def test_no_unit_is_drawn_grey_and_the_dictionary_stacks_channels_as_the_probe():
+    """Grey means "too few spikes": no unit colour is grey. The dictionary stacks channels as the unit figures
+    place them (larger y higher; channel 0 of a linear probe at the bottom), else channel 0 at the top."""
+    from matplotlib.colors import to_rgb
+
+    from crsae_sort.report.figures import _stack_rows, unit_color
+
+    for c in range(40):
+        r, g, b = to_rgb(unit_color(c))
+        assert max(r, g, b) - min(r, g, b) > 0.1, (c, (r, g, b))
+    linear = np.stack([np.zeros(4), np.arange(4) * 20.0], axis=1)
+    assert _stack_rows(4, linear).tolist() == [3, 2, 1, 0]
+    assert _stack_rows(4, None).tolist() == [0, 1, 2, 3]
 
 
 def test_numpy_scalars_in_notes_become_plain_values():

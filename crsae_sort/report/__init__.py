@@ -10,17 +10,16 @@ script are inline (``html.py``).
 """
 from __future__ import annotations
 
-from html import escape
 import json
 import logging
-import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import figures as figs
 from . import html as markup
+from .describe import describe_recording, plain_ids  # noqa: F401  (plain_ids: part of the report's API)
+from .quality import quality_section
 from ..errors import InputError
 from ..summary import Summary
 
@@ -30,8 +29,6 @@ REPORT_DIR = "report"
 ISI_THRESHOLD_MS = 1.5      # refractory period for ISI violations (SpikeInterface's default)
 FIT_MS = 60.0               # length of the stretch shown with its reconstruction
 FIT_MAX_CHANNELS = 8        # channels shown in the fit figure (those the reconstruction uses most)
-QUALITY_METRICS = ["snr", "isi_violation", "presence_ratio", "amplitude_cutoff"]
-_QUIET = dict(n_jobs=1, progress_bar=False)
 ORIGIN_TEXT = dict(init="initial clustering", residual="grown from the residual", split="split")
 _REQUIRED = ("summary.json", "params.json", "model.pt", "spikes.npy", "templates.npy", "sorting")
 
@@ -77,11 +74,11 @@ def build_report(output_folder: str | Path, *, recording=None, ground_truth=None
     logger.info("report: preprocessing the recording as the sort did")
     pre = preprocess(recording, params.preprocess, params.run.seed)
     sections = [_overview(folder, summary, recording, out),
-                _dictionary(model, saved.model_sampling_frequency_hz, summary, out),
+                _dictionary(model, saved.model_sampling_frequency_hz, summary, recording, out),
                 _units(summary, templates_uv, spikes, recording, out),
                 _fit(model, pre, spikes, params, recording, summary, out),
                 _training(folder, out),
-                _quality(sorting, pre.filtered_uv, summary)]
+                quality_section(sorting, pre.filtered_uv, summary)]
     if ground_truth is not None:
         sections.append(_ground_truth(ground_truth, sorting, out))
     page = out / "index.html"
@@ -151,31 +148,38 @@ def _origins(summary: Summary) -> str:
     return ", ".join(f"{n} {ORIGIN_TEXT[o]}" for o, n in counts.items() if n)
 
 
-def describe_recording(recording) -> str:
-    """One line: the recording's class, channels, rate, duration, segments and sample type."""
-    fs = recording.get_sampling_frequency()
-    n_segments = recording.get_num_segments()
-    duration_s = sum(recording.get_num_samples(s) for s in range(n_segments)) / fs
-    return (f"{type(recording).__name__}: {recording.get_num_channels()} channels at {fs:g} Hz, "
-            f"{duration_s:.1f} s in {n_segments} segment{'s' if n_segments > 1 else ''}, {recording.get_dtype()}")
-
-
-def plain_ids(text: str) -> str:
-    """numpy scalars in a message as plain values: ``[np.int64(0), np.str_('a')]`` -> ``[0, 'a']``."""
-    return re.sub(r"np\.[a-z_]+[0-9]*_?\((.*?)\)", r"\1", text)
-
-
-def _dictionary(model, model_sampling_frequency_hz: float, summary: Summary, out: Path) -> str:
+def _dictionary(model, model_sampling_frequency_hz: float, summary: Summary, recording, out: Path) -> str:
     dictionary = model.dense_dictionary().cpu().numpy()
-    kept = np.zeros(len(dictionary), bool)
-    kept[[u.unit_id for u in summary.units]] = True
+    status = ["dropped"] * len(dictionary)
+    for u in summary.units:
+        status[u.unit_id] = ""
+    for u, label in summary.removed_units.items():
+        if u.isdigit() and int(u) < len(status):
+            status[int(u)] = f"removed: {label}"
+    channel_ids, locations = _model_channels(recording, summary, dictionary.shape[1])
     figs.plot_dictionary(out / "dictionary.png", dictionary=dictionary, lam=model.lam.detach().cpu().numpy(),
-                         kept=kept, model_sampling_frequency_hz=model_sampling_frequency_hz)
+                         status=status, model_sampling_frequency_hz=model_sampling_frequency_hz,
+                         channel_ids=channel_ids, locations_um=locations)
     text = ("<p>The decoder's weights are the spike templates and each ReLU bias is a template's sparsity "
             "weight λ (a larger λ asks more evidence before a spike is coded). Atoms are shown as the model "
-            "sees them: whitened, unit norm, at the model rate. Templates with too few spikes are grey.</p>")
+            "sees them: whitened, unit norm, at the model rate, with the channels placed as in the unit figures. "
+            "Templates with too few spikes to be kept as units are grey; no unit is drawn grey.</p>")
     return markup.section("dictionary", "What the model learned",
                           text + markup.img("dictionary.png", "learned dictionary"))
+
+
+def _model_channels(recording, summary: Summary, n_channels: int):
+    """The channel ids the model saw (dead channels left out) and their locations (None: no distinct ones)."""
+    dead = set(summary.dead_channels_excluded)
+    keep = [i for i, c in enumerate(recording.channel_ids) if str(c) not in dead]
+    if len(keep) != n_channels:
+        return list(range(n_channels)), None
+    ids = [recording.channel_ids[i] for i in keep]
+    try:
+        locations = np.asarray(recording.get_channel_locations(), dtype=float)[keep][:, :2]
+    except Exception:  # no probe attached
+        return ids, None
+    return ids, locations if len(np.unique(locations, axis=0)) == n_channels else None
 
 
 def _units(summary: Summary, templates_uv: np.ndarray, spikes: np.ndarray, recording, out: Path) -> str:
@@ -193,7 +197,8 @@ def _units(summary: Summary, templates_uv: np.ndarray, spikes: np.ndarray, recor
         isi = np.concatenate([np.diff(np.sort(mine["sample_index"][mine["segment_index"] == s])) / fs * 1000.0
                               for s in range(recording.get_num_segments())])
         n_viol = int(np.sum(isi < ISI_THRESHOLD_MS))
-        title = (f"unit {u} ({ORIGIN_TEXT[unit.origin]}):  λ = {unit.lambda_:.3f},  {unit.num_spikes} spikes,  "
+        label = f"{unit.quality}, " if unit.quality else ""
+        title = (f"unit {u} ({label}{ORIGIN_TEXT[unit.origin]}):  λ = {unit.lambda_:.3f},  {unit.num_spikes} spikes,  "
                  f"{unit.firing_rate_hz:.2f} Hz,  peak {unit.peak_uv:.0f} µV,  "
                  f"{n_viol} ISI < {ISI_THRESHOLD_MS:g} ms")
         name = f"unit_{u}.png"
@@ -268,34 +273,6 @@ def _training(folder: Path, out: Path) -> str:
     figs.plot_training(out / "training.png", history=history)
     text = (f"<p>{len(history)} evaluations; the dictionary and λ with the lowest held-out loss were kept.</p>")
     return markup.section("training", "Training", text + markup.img("training.png", "training curves"))
-
-
-def _quality(sorting, filtered_uv, summary: Summary) -> str:
-    from spikeinterface.core import create_sorting_analyzer
-    from spikeinterface.metrics import compute_quality_metrics
-
-    logger.info("report: quality metrics %s", QUALITY_METRICS)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        analyzer = create_sorting_analyzer(sorting, filtered_uv, sparse=False, format="memory", job_kwargs=_QUIET)
-        analyzer.compute(["random_spikes", "templates", "noise_levels", "spike_amplitudes"], verbose=False,
-                         **_QUIET)
-        bin_s = min(60.0, summary.duration_s / 10)  # presence ratio needs several bins
-        metrics = compute_quality_metrics(analyzer, metric_names=QUALITY_METRICS, verbose=False,
-                                          metric_params={"presence_ratio": {"bin_duration_s": bin_s}}, **_QUIET)
-    notes = sorted({plain_ids(str(w.message)) for w in caught if issubclass(w.category, UserWarning)})
-    for note in notes:
-        logger.info("quality metrics: %s", note)
-    by_unit = {u.unit_id: u for u in summary.units}
-    columns = list(metrics.columns)
-    rows = [[u, by_unit[u].origin, by_unit[u].num_spikes, by_unit[u].firing_rate_hz, by_unit[u].lambda_,
-             by_unit[u].peak_uv] + [metrics.loc[u, c] for c in columns] for u in metrics.index]
-    text = (f"<p>Computed by SpikeInterface's quality metrics on the band-passed recording (presence ratio in "
-            f"{bin_s:g}-s bins). Click a column header to sort.</p>")
-    if notes:
-        text += "<ul class='notes'>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
-    table = markup.table(["unit", "origin", "spikes", "rate (Hz)", "λ", "peak (µV)"] + columns, rows, sortable=True)
-    return markup.section("quality", "Quality metrics", text + table)
 
 
 def _ground_truth(gt_sorting, sorting, out: Path) -> str:

@@ -10,15 +10,20 @@ from pathlib import Path
 import numpy as np
 
 DPI = 100
-STAGES = ("preprocess", "init", "train", "inference", "export")  # pipeline order
+STAGES = ("preprocess", "init", "train", "grow", "inference", "curate", "export")  # pipeline order
 MAX_TEMPLATE_CHANNELS = 16  # a unit's template is drawn on the channels nearest its peak channel
 
 
+#: tab10 without its grey (index 7): grey means "too few spikes" in the dictionary figure
+_PALETTE = [i for i in range(10) if i != 7]
+DROPPED_GREY = "0.6"
+
+
 def unit_color(template_index: int):
-    """One colour per template, the same in every figure."""
+    """One colour per template, the same in every figure; never grey."""
     from matplotlib import colormaps
 
-    return colormaps["tab10"](template_index % 10)
+    return colormaps["tab10"](_PALETTE[template_index % len(_PALETTE)])
 
 
 def _figure(width_in: float, height_in: float, **kwargs):
@@ -101,29 +106,46 @@ def _round_down(x: float) -> float:
     return float(next(m * e for m in (5, 2, 1) if m * e <= x))
 
 
-def plot_dictionary(path: Path, *, dictionary: np.ndarray, lam: np.ndarray, kept: np.ndarray,
-                    model_sampling_frequency_hz: float) -> None:
+def plot_dictionary(path: Path, *, dictionary: np.ndarray, lam: np.ndarray, status: list[str],
+                    model_sampling_frequency_hz: float, channel_ids, locations_um: np.ndarray | None) -> None:
     """The learned dictionary (the network's weights) ``(C, M, K)``, one panel per atom, with λ_c.
 
-    Atoms are in model space (whitened, unit ℓ2 norm); channels are stacked. ``kept`` ``(C,)`` bool
-    marks templates that became units.
+    Atoms are in model space (whitened, unit ℓ2 norm); channels are stacked as the unit figures place them:
+    by depth (``locations_um`` ``(M, 2)``: larger y higher up), else channel 0 at the top, and labelled with
+    ``channel_ids``. ``status`` ``(C,)``: "" for a unit, "dropped" (too few spikes: grey) or "removed: <label>".
     """
     n_atoms, n_channels, k = dictionary.shape
+    row = _stack_rows(n_channels, locations_um)  # row 0 at the top
     cols = min(n_atoms, 6)
     rows = int(np.ceil(n_atoms / cols))
-    fig = _figure(2.0 * cols + 0.5, 0.25 * n_channels * rows + 1.2 * rows + 0.4)
+    fig = _figure(2.0 * cols + 0.8, 0.25 * n_channels * rows + 1.2 * rows + 0.4)
     t_ms = np.arange(k) / model_sampling_frequency_hz * 1000.0
     step = float(np.abs(dictionary).max()) * 1.2 or 1.0
+    every = max(1, int(np.ceil(n_channels / 32)))  # at most 32 labels a panel
+    labelled = np.flatnonzero(np.arange(n_channels) % every == 0)
     for c in range(n_atoms):
         ax = fig.add_subplot(rows, cols, c + 1)
+        color = DROPPED_GREY if status[c] == "dropped" else unit_color(c)
         for m in range(n_channels):
-            ax.plot(t_ms, dictionary[c, m] - m * step, color=unit_color(c) if kept[c] else "0.6", lw=1)
-        ax.set_title(f"template {c}  λ={lam[c]:.2f}" + ("" if kept[c] else " (dropped)"), fontsize=9)
-        ax.set_yticks([])
+            ax.plot(t_ms, dictionary[c, m] - row[m] * step, color=color, lw=1)
+        ax.set_title(f"template {c}  λ={lam[c]:.2f}" + (f" ({status[c]})" if status[c] else ""), fontsize=9)
+        ax.set_yticks(-row[labelled] * step, [str(channel_ids[m]) for m in labelled] if c % cols == 0 else [])
         ax.set_xlabel("ms", fontsize=8)
-        ax.tick_params(labelsize=7)
-    fig.suptitle("learned dictionary (decoder weights), whitened, unit norm; channels top to bottom", fontsize=10)
+        ax.tick_params(labelsize=6 if n_channels > 16 else 7)
+    where = "by depth, deepest at the bottom" if locations_um is not None else "channel 0 at the top"
+    fig.suptitle(f"learned dictionary (decoder weights), whitened, unit norm; channels {where} as in the unit "
+                 "figures", fontsize=10)
     _save(fig, path)
+
+
+def _stack_rows(n_channels: int, locations_um: np.ndarray | None) -> np.ndarray:
+    """Row of each channel in a vertical stack (0 at the top): by y descending (then x), as a probe is drawn."""
+    if locations_um is None or len(locations_um) != n_channels:
+        return np.arange(n_channels)
+    order = np.lexsort((locations_um[:, 0], -locations_um[:, 1]))
+    row = np.empty(n_channels, dtype=np.int64)
+    row[order] = np.arange(n_channels)
+    return row
 
 
 def plot_fit(path: Path, *, time_ms: np.ndarray, data_uv: np.ndarray, recon_uv: np.ndarray, channel_ids,
