@@ -20,6 +20,8 @@ import numpy as np
 
 from .errors import InputError, option
 from .params import InitParams
+from .units import independent, same_unit, similarity_and_ratio, split_groups
+from .units import template_similarity  # noqa: F401  (where the clustering's users have always found it)
 
 logger = logging.getLogger(__name__)
 
@@ -219,9 +221,9 @@ def cluster_snippets(snippets: np.ndarray, params: InitParams, seed: int) -> np.
     """Cluster labels (``-1`` = noise) of snippets ``(n, K, M)``, on their first principal components.
 
     With ``n_templates`` fixed: k-means. Otherwise HDBSCAN finds the dense groups, and each group is then
-    split as its own data splits it (:func:`_split_groups`): on real noise two units of nearby shapes sit in
-    one density group, which HDBSCAN on the whole set's components does not separate. Groups of one unit
-    that this over-splits are merged back by :func:`merge_similar` (and by the callers' own merges).
+    split as its own data splits it (:func:`~crsae_sort.units.split_groups`): on real noise two units of
+    nearby shapes sit in one density group, which HDBSCAN on the whole set's components does not separate.
+    Groups of one unit that this over-splits are merged back by :func:`merge_similar` (and by the callers' own merges).
     """
     from sklearn.cluster import HDBSCAN, KMeans
     from sklearn.decomposition import PCA
@@ -235,44 +237,7 @@ def cluster_snippets(snippets: np.ndarray, params: InitParams, seed: int) -> np.
     labels = HDBSCAN(min_cluster_size=min_size, min_samples=5, copy=True).fit_predict(feats)
     if labels.max() < 0:  # no structure found: one template
         labels = np.zeros(len(flat), dtype=int)
-    return _split_groups(flat, labels, min_size, seed)
-
-
-SPLIT_COMPONENTS = 5   # principal components of a group's own snippets on which it is split
-SPLIT_MAX = 4          # at most this many parts per group
-
-
-def _split_groups(flat: np.ndarray, labels: np.ndarray, min_size: int, seed: int) -> np.ndarray:
-    """Each group of ``labels`` split by a Gaussian mixture on the principal components of its own snippets
-    ``flat`` ``(n, K M)``: 1 to ``SPLIT_MAX`` components, the count with the lowest BIC among those whose
-    every part holds at least ``min_size`` snippets. The group's own components are the directions in which
-    its snippets differ, so two units that the whole set's components blur (a weaker unit beside a stronger
-    one of a similar shape, amplitude bands of two cells) come apart as they do in tridesclous2's and
-    Kilosort4's recursive splits. Returns the new labels (``-1`` kept)."""
-    from sklearn.decomposition import PCA
-    from sklearn.mixture import GaussianMixture
-
-    out, next_label = labels.copy(), 0
-    for u in [u for u in np.unique(labels) if u >= 0]:
-        idx = np.flatnonzero(labels == u)
-        best = np.zeros(len(idx), dtype=int)
-        if len(idx) >= 2 * min_size:
-            feats = PCA(n_components=int(min(SPLIT_COMPONENTS, len(idx) - 1)),
-                        random_state=seed).fit_transform(flat[idx].astype(np.float64))
-            best_bic = np.inf
-            for k in range(1, SPLIT_MAX + 1):
-                if len(idx) < k * min_size:
-                    break
-                mix = GaussianMixture(k, random_state=seed, n_init=2, reg_covar=1e-3).fit(feats)
-                part = mix.predict(feats)
-                if np.bincount(part, minlength=k).min() < min_size:
-                    continue
-                bic = mix.bic(feats)
-                if bic < best_bic:
-                    best_bic, best = bic, part
-        out[idx] = next_label + best
-        next_label += int(best.max()) + 1
-    return out
+    return split_groups(flat, labels, min_size, seed)
 
 
 def _cluster_templates(snippets: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -282,7 +247,8 @@ def _cluster_templates(snippets: np.ndarray, labels: np.ndarray) -> tuple[np.nda
 
 
 def merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float, max_ratio: float,
-                  trains: list[np.ndarray] | None = None, fs: float = 0.0, seconds: float = 0.0) -> tuple[np.ndarray, list[int]]:
+                  trains: list[np.ndarray] | None = None, fs: float = 0.0,
+                  seconds: float = 0.0) -> tuple[np.ndarray, list[int]]:
     """Greedily merge templates ``(n, K, M)`` that are one unit, most similar pair first.
 
     One unit: :func:`~crsae_sort.units.same_unit` (best-lag cosine similarity above ``threshold``, ratio of
@@ -290,8 +256,6 @@ def merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float, max_rat
     with each cluster's peaks ``trains`` ``[(n_i, 2) (slice, sample)]`` over ``seconds`` of slices at
     ``fs``, trains that are not independent). The larger cluster's template is kept.
     """
-    from .units import independent, same_unit, similarity_and_ratio
-
     atoms, sizes = list(atoms), list(sizes)
     trains = list(trains) if trains is not None else None
     while len(atoms) > 1:
@@ -312,16 +276,3 @@ def merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float, max_rat
             del trains[drop]
         del atoms[drop], sizes[drop]
     return np.stack(atoms), sizes
-
-
-def template_similarity(atoms: np.ndarray, max_lag: int | None = None) -> np.ndarray:
-    """Best-lag cosine similarity between templates ``(n, K, M)`` over lags ``|l| <= max_lag``."""
-    n, k, _ = atoms.shape
-    max_lag = k // 4 if max_lag is None else max_lag
-    unit = atoms / np.linalg.norm(atoms.reshape(n, -1), axis=1)[:, None, None]
-    best = np.full((n, n), -np.inf)
-    for lag in range(-max_lag, max_lag + 1):
-        a = unit[:, max(lag, 0): k + min(lag, 0)]
-        b = unit[:, max(-lag, 0): k + min(-lag, 0)]
-        best = np.maximum(best, np.einsum("ikm,jkm->ij", a, b))
-    return best

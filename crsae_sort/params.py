@@ -131,19 +131,15 @@ class TrainParams:
     n_windows: int = _p(640, "Random windows drawn from the recording (10 % held out).", "", 16, 1_000_000)
     batch_size: int = _p(32, "Windows per mini-batch.", "", 1, 65536)
     max_epochs: int = _p(2, "Upper bound on passes over the training windows.", "", 0, 10000)
-    learning_rate: float = _p(5e-4, "Adam learning rate for the dictionary: a fine-tuning rate, as training starts "
-                              "from clustered templates (on generated tetrode and 32-channel cases 2e-3 moved clean "
-                              "atoms away from the truth, cosine 0.993 -> 0.989 and 0.980 -> 0.971, where 5e-4 kept "
-                              "them; from a dictionary with 30 % noise 2e-3 recovers more).", "", 0.0, 1.0,
-                              low_open=True)
+    learning_rate: float = _p(5e-4, "Adam learning rate for the dictionary: a fine-tuning rate for clustered templates "
+                              "(docs/benchmarks.md, Learning).", "", 0.0, 1.0, low_open=True)
     lambda_learning_rate: float = _p(2e-2, "Adam learning rate for log(lambda).", "", 0.0, 1.0)
     encoder_learning_rate: float = _p(0.1, "Adam learning rate for the encoder's own weights (log-scale per-layer "
                                       "steps and thresholds of encoder=reweighted or learned-steps; fista, ista "
                                       "and reweighted-candes have none). On the demo tetrode, learned-steps at "
                                       "T=12 scored 0.983 with 0.1 and 0.946 with 0.02.", "", 0.0, 1.0)
-    patience: int = _p(4, "Stop after this many evaluations without improvement of the held-out objective "
-                       "(longer than Adam's first steps, during which the objective can rise before it falls).",
-                       "", 1, 1000)
+    patience: int = _p(4, "Stop after this many evaluations without held-out improvement (outlasts Adam's first "
+                       "steps, which can raise the objective before it falls).", "", 1, 1000)
     eval_every: int = _p(5, "Mini-batches between held-out evaluations (with patience, the fewest steps "
                          "training runs when it never improves on the initial dictionary).", "", 1, 100000)
 
@@ -289,22 +285,6 @@ def describe() -> list[dict[str, Any]]:
             rows.append(dict(section=sec, name=f.name, type=hints[f.name].__name__, default=f.default,
                              unit=m["unit"], bounds=bounds_text(f), help=m["help"]))
     return rows
-
-
-def markdown_table() -> str:
-    """The parameters as the Markdown table in ``docs/parameters.md``."""
-    lines = ["# Parameters", "",
-             "Generated from `crsae_sort/params.py` by `crsae-sort params --markdown`; do not edit by hand.",
-             "Set any of them with `crsae-sort sort ... --set name=value`, a `--params file.json`, or a dict",
-             "`crsae_sort.sort(recording, folder, {\"name\": value})`.", ""]
-    for sec, klass in _all_sections().items():
-        lines += [f"## {sec}", "", klass.__doc__.strip(), "",
-                  "| name | type | default | unit | bounds | description |", "|---|---|---|---|---|---|"]
-        for row in (r for r in describe() if r["section"] == sec):
-            lines.append(f"| `{row['name']}` | {row['type']} | `{row['default']!r}` | {row['unit']} | "
-                         f"{row['bounds'].replace(' | ', ', ')} | {row['help']} |")
-        lines.append("")
-    return "\n".join(lines)
 
 
 def _default_of(klass: type, name: str) -> Any:

@@ -10,13 +10,10 @@ al. 2020):
    the objective it unrolls (:func:`~crsae_sort.model.gradients.encoder_loss`);
 2. lambda: Adam step on ``log lambda`` for the Gamma-prior loss with ``z_T`` held fixed.
 
-10 % of the windows are held out. Model selection judges the whole model on them by the objective both
-M-steps descend: the negative log posterior at the encoder's codes
-(:func:`~crsae_sort.model.losses.map_objective`: reconstruction of the windows' interior, lambda-weighted
-l1 of the codes, lambda's Gamma-prior terms). The held-out reconstruction alone is not used: it rises
-whenever lambda follows its prior upward (so a rule on it threw every step's dictionary away with its
-lambda) and it rewards codes that fit noise. Training stops when the held-out objective has not improved
-for ``patience`` evaluations, and the best dictionary and lambda are kept, together.
+10 % of the windows are held out and judged by the objective both M-steps descend, the negative log
+posterior at the encoder's codes (:func:`~crsae_sort.model.losses.map_objective`); the reconstruction
+alone rises whenever lambda follows its prior and rewards codes that fit noise. Training stops when it
+has not improved for ``patience`` evaluations; the best dictionary and lambda are kept, together.
 """
 from __future__ import annotations
 
@@ -303,8 +300,8 @@ class _Judge:
 
         def part_terms(part):  # in parts on GPU out-of-memory; lambda's terms need the l1 over all parts
             z, y_hat = model(part)
-            fit = 0.5 * float(interior(part - y_hat, edge).double().pow(2).sum())
-            return fit, z.abs().sum(dim=(0, 2)).double(), z.shape[2] * len(part)
+            return (0.5 * float(interior(part - y_hat, edge).double().pow(2).sum()), z.abs().sum(dim=(0, 2)).double(),
+                    z.shape[2] * len(part))
 
         parts, _ = run_in_parts(part_terms, self.val, what="the held-out windows")
         fit = sum(p[0] for p in parts)

@@ -6,7 +6,7 @@ existing atom?) and splits (:mod:`crsae_sort.split`: are two groups of an atom's
 ask :func:`same_unit`. Two templates are one unit when
 
 * their shapes match: best-lag cosine similarity above ``merge_similarity``
-  (:func:`~crsae_sort.init_dictionary.template_similarity`);
+  (:func:`template_similarity`);
 * their amplitudes match: the ratio of their norms is at most ``merge_amplitude_ratio`` (one shape at two
   amplitudes is two neurons at two distances from the probe);
 * and, where their spike trains are known, the trains are not independent (:func:`independent`): two
@@ -14,6 +14,9 @@ ask :func:`same_unit`. Two templates are one unit when
   (Kilosort4 and tridesclous2 likewise merge on template similarity *and* spike-train evidence).
 
 Trains are ``(n, 2)`` int64 rows of ``(slice, sample)``: where a spike is, in slices of the recording.
+
+The other side of the question, whether one group of snippets is several units, is :func:`split_groups`
+(used by every clustering of snippets: initial, per spatial bin, growth, splits).
 """
 from __future__ import annotations
 
@@ -40,8 +43,6 @@ def same_unit(similarity: np.ndarray, ratio: np.ndarray, threshold: float, max_r
 def similarity_and_ratio(templates: np.ndarray, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best-lag cosine similarity and norm ratio (larger over smaller) of templates ``(n, K, M)`` with
     ``others`` ``(m, K, M)`` (default: with themselves), both ``(n, m)``."""
-    from .init_dictionary import template_similarity
-
     both = templates if others is None else np.concatenate([templates, others])
     both = np.asarray(both, dtype=np.float64)
     sim = template_similarity(both)
@@ -81,3 +82,53 @@ def isi_violations(where: np.ndarray, fs: float) -> float:
     isi = [np.diff(np.sort(where[where[:, 0] == s, 1])) for s in np.unique(where[:, 0])]
     isi = np.concatenate(isi) if isi else np.zeros(0)
     return float(np.mean(isi < limit)) if len(isi) else 0.0
+
+
+def template_similarity(atoms: np.ndarray, max_lag: int | None = None) -> np.ndarray:
+    """Best-lag cosine similarity between templates ``(n, K, M)`` over lags ``|l| <= max_lag``."""
+    n, k, _ = atoms.shape
+    max_lag = k // 4 if max_lag is None else max_lag
+    unit = atoms / np.linalg.norm(atoms.reshape(n, -1), axis=1)[:, None, None]
+    best = np.full((n, n), -np.inf)
+    for lag in range(-max_lag, max_lag + 1):
+        a = unit[:, max(lag, 0): k + min(lag, 0)]
+        b = unit[:, max(-lag, 0): k + min(-lag, 0)]
+        best = np.maximum(best, np.einsum("ikm,jkm->ij", a, b))
+    return best
+
+
+SPLIT_COMPONENTS = 5   # principal components of a group's own snippets on which it is split
+SPLIT_MAX = 4          # at most this many parts per group
+
+
+def split_groups(flat: np.ndarray, labels: np.ndarray, min_size: int, seed: int) -> np.ndarray:
+    """Each group of ``labels`` split by a Gaussian mixture on the principal components of its own snippets
+    ``flat`` ``(n, K M)``: 1 to ``SPLIT_MAX`` components, the count with the lowest BIC among those whose
+    every part holds at least ``min_size`` snippets. The group's own components are the directions in which
+    its snippets differ, so two units that the whole set's components blur (a weaker unit beside a stronger
+    one of a similar shape, amplitude bands of two cells) come apart as they do in tridesclous2's and
+    Kilosort4's recursive splits. Returns the new labels (``-1`` kept)."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    out, next_label = labels.copy(), 0
+    for u in [u for u in np.unique(labels) if u >= 0]:
+        idx = np.flatnonzero(labels == u)
+        best = np.zeros(len(idx), dtype=int)
+        if len(idx) >= 2 * min_size:
+            feats = PCA(n_components=int(min(SPLIT_COMPONENTS, len(idx) - 1)),
+                        random_state=seed).fit_transform(flat[idx].astype(np.float64))
+            best_bic = np.inf
+            for k in range(1, SPLIT_MAX + 1):
+                if len(idx) < k * min_size:
+                    break
+                mix = GaussianMixture(k, random_state=seed, n_init=2, reg_covar=1e-3).fit(feats)
+                part = mix.predict(feats)
+                if np.bincount(part, minlength=k).min() < min_size:
+                    continue
+                bic = mix.bic(feats)
+                if bic < best_bic:
+                    best_bic, best = bic, part
+        out[idx] = next_label + best
+        next_label += int(best.max()) + 1
+    return out

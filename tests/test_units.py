@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from crsae_sort.init_dictionary import _split_groups, merge_similar
-from crsae_sort.units import independent, same_unit, similarity_and_ratio
+from crsae_sort.init_dictionary import merge_similar
+from crsae_sort.units import independent, same_unit, similarity_and_ratio, split_groups
 
 
 def _shape(k: int = 30, m: int = 4, seed: int = 0) -> np.ndarray:
@@ -64,10 +64,10 @@ def test_a_density_group_of_two_units_is_split_and_one_unit_is_left_whole():
     big, small = 12 * _shape(k, m, seed=1), 7 * _shape(k, m, seed=2)
     noise = lambda n: rng.standard_normal((n, k, m))                          # noqa: E731
     two = np.concatenate([big + noise(300), small + noise(200)]).reshape(500, -1)
-    labels = _split_groups(two, np.zeros(500, dtype=int), 10, seed=0)
+    labels = split_groups(two, np.zeros(500, dtype=int), 10, seed=0)
     first, second = labels[:300], labels[300:]
     assert len(np.unique(labels)) >= 2
     assert np.bincount(first).max() / 300 > 0.95 and np.bincount(second).max() / 200 > 0.95
     assert np.bincount(first).argmax() != np.bincount(second).argmax()
     one = (big + noise(500)).reshape(500, -1)
-    assert len(np.unique(_split_groups(one, np.zeros(500, dtype=int), 10, seed=0))) == 1
+    assert len(np.unique(split_groups(one, np.zeros(500, dtype=int), 10, seed=0))) == 1

@@ -17,7 +17,7 @@ logger = logging.getLogger("crsae_sort")
 @click.option("--markdown", is_flag=True, help="Print the Markdown table of docs/parameters.md.")
 def params_cmd(as_json, markdown):
     """List every parameter with its default, unit, bounds and help."""
-    from ..params import default_params, describe, markdown_table
+    from ..params import default_params, describe
 
     if markdown:
         click.echo(markdown_table())
@@ -213,3 +213,21 @@ def bench_ablation_cmd(ctx, quick, no_doc, workdir, verbose):
 
     click.echo(run_guarded(run, doing=Doing(f"running the ablation into {workdir}"), verbose=verbose,
                             failed_log=failed_log(workdir)))
+
+
+def markdown_table() -> str:
+    """The parameters as the Markdown table in ``docs/parameters.md`` (from :func:`crsae_sort.params.describe`)."""
+    lines = ["# Parameters", "",
+             "Generated from `crsae_sort/params.py` by `crsae-sort params --markdown`; do not edit by hand.",
+             "Set any of them with `crsae-sort sort ... --set name=value`, a `--params file.json`, or a dict",
+             "`crsae_sort.sort(recording, folder, {\"name\": value})`.", ""]
+    from ..params import _all_sections, describe
+
+    for sec, klass in _all_sections().items():
+        lines += [f"## {sec}", "", klass.__doc__.strip(), "",
+                  "| name | type | default | unit | bounds | description |", "|---|---|---|---|---|---|"]
+        for row in (r for r in describe() if r["section"] == sec):
+            lines.append(f"| `{row['name']}` | {row['type']} | `{row['default']!r}` | {row['unit']} | "
+                         f"{row['bounds'].replace(' | ', ', ')} | {row['help']} |")
+        lines.append("")
+    return "\n".join(lines)
