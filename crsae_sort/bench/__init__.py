@@ -9,6 +9,8 @@
   hybrid cases (generated units injected into the real recordings of ``../shared/data``);
 * :mod:`.real` — the two real clips with ground truth (matching in :mod:`.real_scoring`, tables
   and figure in :mod:`.real_report`);
+* :mod:`.learning` — what training adds: accuracy and atom-to-truth cosine from the initial, a
+  noisy and a random dictionary, trained or not;
 * :mod:`.speed` — end-to-end speed and memory; :mod:`.encoder` — the encoder's throughput;
 * :mod:`.suite` — all of them, one after another (``scripts/benchmarks.py``);
 * :mod:`.docs` — writing tables into ``docs/benchmarks.md`` between markers, the hardware line.
