@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InputError, option
 from .params import InitParams
-from .units import independent, same_unit, similarity_and_ratio, split_groups
+from .units import UNKNOWN, same_unit, similarity_and_ratio, split_groups, trains_relation
 from .units import template_similarity  # noqa: F401  (where the clustering's users have always found it)
 
 logger = logging.getLogger(__name__)
@@ -254,18 +254,20 @@ def merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float, max_rat
     One unit: :func:`~crsae_sort.units.same_unit` (best-lag cosine similarity above ``threshold``, ratio of
     norms at most ``max_ratio``: two neurons can share a shape at different distances from the probe; and,
     with each cluster's peaks ``trains`` ``[(n_i, 2) (slice, sample)]`` over ``seconds`` of slices at
-    ``fs``, trains that are not independent). The larger cluster's template is kept.
+    ``fs``, trains that are not independent, or refractory whatever the amplitudes). The larger cluster's
+    template is kept.
     """
     atoms, sizes = list(atoms), list(sizes)
     trains = list(trains) if trains is not None else None
     while len(atoms) > 1:
         sim, ratio = similarity_and_ratio(np.stack(atoms))
-        same = same_unit(sim, ratio, threshold, max_ratio)
+        relation = None
+        if trains is not None:  # the trains only where the shapes agree; the detector keeps one peak per 0.5 ms
+            relation = np.full(sim.shape, UNKNOWN, dtype=object)
+            for i, j in zip(*np.nonzero(np.triu(sim > threshold, k=1))):
+                relation[i, j] = relation[j, i] = trains_relation(trains[i], trains[j], fs, seconds, blind_ms=0.5)
+        same = same_unit(sim, ratio, threshold, max_ratio, relation)
         np.fill_diagonal(same, False)
-        if trains is not None:  # the trains only where shape and amplitude already agree
-            for i, j in zip(*np.nonzero(np.triu(same))):  # the detector keeps one peak per spike within 0.5 ms
-                if independent(trains[i], trains[j], fs, seconds, blind_ms=0.5):
-                    same[i, j] = same[j, i] = False
         if not same.any():
             break
         i, j = np.unravel_index(np.argmax(np.where(same, sim, -np.inf)), sim.shape)

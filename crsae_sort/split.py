@@ -26,7 +26,7 @@ import numpy as np
 from .init_dictionary import cluster_snippets, template_similarity
 from .params import SortParams
 from .summary import GrownAtom
-from .units import REFRACTORY_MS, independent, isi_violations, same_unit, similarity_and_ratio
+from .units import INDEPENDENT, REFRACTORY_MS, UNKNOWN, isi_violations, same_unit, similarity_and_ratio, trains_relation
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tupl
         # two units' trains are independent, so together they break the refractory period; halves of one do not
         read_out_ms = params.inference.refractory_ms
 
-        def apart(a, b):  # the read-out keeps one code peak per atom within refractory_ms: closer pairs unseen
-            return independent(where[a], where[b], fs, seconds, blind_ms=read_out_ms)
+        def relation(a, b):  # the read-out keeps one code peak per atom within refractory_ms: closer pairs unseen
+            return trains_relation(where[a], where[b], fs, seconds, blind_ms=read_out_ms)
 
         # a child's spikes reach the detection threshold as the detector sees spikes: the median over its
         # snippets of each one's peak (noise included), not the peak of its median template
@@ -61,10 +61,10 @@ def find_splits(existing: np.ndarray, traces: list[np.ndarray], codes: list[tupl
             out = sorted((m for m in groups if m.sum() >= g.grow_min_spikes
                           and np.median(peaks[m]) >= params.init.detect_threshold
                           and isi_violations(where[m], fs) <= g.grow_max_isi_violations), key=lambda m: -m.sum())
-            return out[:1] + [m for m in out[1:] if apart(out[0], m)]
+            return out[:1] + [m for m in out[1:] if relation(out[0], m) == INDEPENDENT]
 
         children = units(_merged_groups(snippets, [labels == u for u in np.unique(labels) if u >= 0], params,
-                                        apart))
+                                        relation))
         if len(children) < 2:  # one shape (or only one group that can be a unit): units of the same shape can
             # still differ in amplitude (kept apart only if their trains are independent)
             children = units(amplitude_modes(snippets, existing[c].T, params.run.seed))
@@ -99,8 +99,8 @@ def amplitude_modes(snippets: np.ndarray, atom: np.ndarray, seed: int, max_modes
     One group when one Gaussian explains the amplitudes best. Units of one shape at different
     distances from the probe differ only in amplitude, which the snippets' principal components
     (dominated by noise for weak units) may not separate. Modes are kept apart only when their trains
-    are independent (:func:`~crsae_sort.units.independent`): parts of one unit's amplitude spread share its refractory
-    period, two units do not.
+    are independent (:func:`~crsae_sort.units.trains_relation`): parts of one unit's amplitude spread share
+    its refractory period, two units do not.
     """
     from sklearn.mixture import GaussianMixture
 
@@ -114,19 +114,19 @@ def amplitude_modes(snippets: np.ndarray, atom: np.ndarray, seed: int, max_modes
 
 
 def _merged_groups(snippets: np.ndarray, groups: list[np.ndarray], params: SortParams,
-                   independent=lambda a, b: False) -> list[np.ndarray]:
+                   relation=lambda a, b: UNKNOWN) -> list[np.ndarray]:
     """Clusters (boolean masks over ``snippets``) merged greedily, most similar pair first, while two are one
-    unit (:func:`~crsae_sort.units.same_unit` on their median snippets, with ``independent(a, b)`` for their
+    unit (:func:`~crsae_sort.units.same_unit` on their median snippets, with ``relation(a, b)`` of their
     trains: units of one shape and nearly one amplitude, which the initial clustering merged, stay apart)."""
     groups = list(groups)
     while len(groups) > 1:
         medians = np.stack([np.median(snippets[m], axis=0) for m in groups])
         sim, ratio = similarity_and_ratio(medians)
-        same = same_unit(sim, ratio, params.init.merge_similarity, params.init.merge_amplitude_ratio)
+        rel = np.full(sim.shape, UNKNOWN, dtype=object)
+        for i, j in zip(*np.nonzero(np.triu(sim > params.init.merge_similarity, k=1))):  # trains where shapes agree
+            rel[i, j] = rel[j, i] = relation(groups[i], groups[j])
+        same = same_unit(sim, ratio, params.init.merge_similarity, params.init.merge_amplitude_ratio, rel)
         np.fill_diagonal(same, False)
-        for i, j in zip(*np.nonzero(np.triu(same))):  # the trains only where shape and amplitude already agree
-            if independent(groups[i], groups[j]):
-                same[i, j] = same[j, i] = False
         if not same.any():
             break
         i, j = np.unravel_index(np.argmax(np.where(same, sim, -np.inf)), sim.shape)

@@ -9,9 +9,12 @@ ask :func:`same_unit`. Two templates are one unit when
   (:func:`template_similarity`);
 * their amplitudes match: the ratio of their norms is at most ``merge_amplitude_ratio`` (one shape at two
   amplitudes is two neurons at two distances from the probe);
-* and, where their spike trains are known, the trains are not independent (:func:`independent`): two
-  neurons' trains break each other's refractory period by chance, pieces of one neuron's train do not
-  (Kilosort4 and tridesclous2 likewise merge on template similarity *and* spike-train evidence).
+* and, where their spike trains are known (:func:`trains_relation`), the trains are not independent: two
+  neurons' trains break each other's refractory period by chance, pieces of one neuron's train do not.
+  Trains that are clearly refractory to each other make one unit even when the amplitudes differ (one
+  cell's amplitude drifts or falls within a burst); when there are too few spikes to tell, shape and
+  amplitude decide (Kilosort4 and tridesclous2 likewise merge on template similarity *and* spike-train
+  evidence).
 
 Trains are ``(n, 2)`` int64 rows of ``(slice, sample)``: where a spike is, in slices of the recording.
 
@@ -24,20 +27,26 @@ import numpy as np
 
 REFRACTORY_MS = 1.5       # inter-spike intervals shorter than this violate a unit's refractory period
 MIN_CROSS_FRACTION = 0.3  # two trains are two units when they come this close to independence
+MIN_EXPECTED = 5.0        # chance coincidences needed before a lack of them says "one cell"
+INDEPENDENT, REFRACTORY, UNKNOWN = "independent", "refractory", "unknown"
 
 
 def same_unit(similarity: np.ndarray, ratio: np.ndarray, threshold: float, max_ratio: float,
-              independent_trains: np.ndarray | None = None) -> np.ndarray:
+              relation: np.ndarray | None = None) -> np.ndarray:
     """Whether each pair is one unit, ``(n, m)`` bool, from the pairs' best-lag cosine ``similarity``
     ``(n, m)``, the ratio of their norms (larger over smaller) ``ratio`` ``(n, m)`` and, where the trains
-    are known, whether they are ``independent_trains`` ``(n, m)`` bool (:func:`independent`).
+    are known, their ``relation`` ``(n, m)`` (:func:`trains_relation`: ``"independent"``, ``"refractory"``
+    or ``"unknown"``).
 
-    ``similarity > threshold`` and ``ratio <= max_ratio`` and not independent.
+    ``similarity > threshold`` and not independent, and ``ratio <= max_ratio`` or refractory.
     """
-    same = (np.asarray(similarity) > threshold) & (np.asarray(ratio) <= max_ratio)
-    if independent_trains is not None:
-        same &= ~np.asarray(independent_trains, dtype=bool)
-    return same
+    same_amplitude = np.asarray(ratio) <= max_ratio
+    same = np.asarray(similarity) > threshold
+    if relation is not None:
+        relation = np.asarray(relation)
+        same &= relation != INDEPENDENT
+        same_amplitude |= relation == REFRACTORY
+    return same & same_amplitude
 
 
 def similarity_and_ratio(templates: np.ndarray, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -54,16 +63,18 @@ def similarity_and_ratio(templates: np.ndarray, others: np.ndarray | None = None
     return sim[:n, n:], ratio[:n, n:]
 
 
-def independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, blind_ms: float = 0.0) -> bool:
-    """Whether trains ``a`` and ``b`` ``(n, 2)`` (slice, sample) break each other's refractory period as two
-    independent units would: at least ``MIN_CROSS_FRACTION`` of the ``n_a n_b 2 (tau - r) / T`` pairs
-    between ``r`` and ``tau = REFRACTORY_MS`` apart expected by chance over ``seconds`` of slices, and at
-    least 2 (halves of one unit have none). ``r = blind_ms``: pairs closer than that cannot be seen (both
-    trains come from one atom's read-out, which keeps one code peak within ``refractory_ms``; or one
-    detector's, which keeps one peak per spike) and are not counted."""
+def trains_relation(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, blind_ms: float = 0.0) -> str:
+    """How trains ``a`` and ``b`` ``(n, 2)`` (slice, sample) over ``seconds`` of slices relate.
+
+    Independent trains (two cells) put ``E = n_a n_b 2 (tau - r) / T`` pairs between ``r`` and ``tau =
+    REFRACTORY_MS`` apart by chance; pieces of one cell's train put none there. ``"independent"``: at least
+    ``MIN_CROSS_FRACTION`` of ``E`` such pairs, and at least 2; ``"refractory"``: fewer, where ``E`` is at least
+    ``MIN_EXPECTED`` (enough spikes to tell); ``"unknown"`` otherwise. ``r = blind_ms``: pairs closer than that
+    cannot be seen (both trains from one atom's read-out, which keeps one code peak within ``refractory_ms``;
+    or from one detector, which keeps one peak per spike) and are not counted."""
     tau, r = REFRACTORY_MS * fs / 1000, blind_ms * fs / 1000
     if r >= tau or not len(a) or not len(b):
-        return False
+        return UNKNOWN
     close = 0
     for s in np.intersect1d(a[:, 0], b[:, 0]):
         x, y = np.sort(a[a[:, 0] == s, 1]), np.sort(b[b[:, 0] == s, 1])
@@ -72,7 +83,15 @@ def independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, blind_m
         gap = np.minimum(np.abs(y - left), np.abs(y - right))
         close += int(np.sum((gap < tau) & (gap >= r)))
     expected = len(a) * len(b) * 2 * (tau - r) / (seconds * fs)
-    return close >= max(2.0, MIN_CROSS_FRACTION * expected)
+    if close >= max(2.0, MIN_CROSS_FRACTION * expected):
+        return INDEPENDENT
+    return REFRACTORY if expected >= MIN_EXPECTED else UNKNOWN
+
+
+def independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, blind_ms: float = 0.0) -> bool:
+    """Whether trains ``a`` and ``b`` break each other's refractory period as two cells' would
+    (:func:`trains_relation` is ``"independent"``)."""
+    return trains_relation(a, b, fs, seconds, blind_ms) == INDEPENDENT
 
 
 def isi_violations(where: np.ndarray, fs: float) -> float:

@@ -233,7 +233,7 @@ def test_groups_of_one_shape_stay_apart_only_when_their_trains_are_independent()
     halves = [np.arange(200) < 100, np.arange(200) >= 100]   # one shape, one amplitude
     params = SortParams()
     assert len(_merged_groups(snippets, halves, params)) == 1
-    assert len(_merged_groups(snippets, halves, params, independent=lambda a, b: True)) == 2
+    assert len(_merged_groups(snippets, halves, params, relation=lambda a, b: "independent")) == 2
 
 
 def test_split_falls_back_to_amplitude_modes_when_one_shape_group_is_left(monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from crsae_sort.init_dictionary import merge_similar
-from crsae_sort.units import independent, same_unit, similarity_and_ratio, split_groups
+from crsae_sort.units import independent, same_unit, similarity_and_ratio, split_groups, trains_relation
 
 
 def _shape(k: int = 30, m: int = 4, seed: int = 0) -> np.ndarray:
@@ -29,9 +29,13 @@ def test_same_unit_needs_shape_amplitude_and_trains_that_are_not_independent():
     sim, ratio = similarity_and_ratio(templates)
     same = same_unit(sim, ratio, 0.9, 1.3)
     assert same[0, 1] and not same[0, 2] and not same[0, 3]                    # amplitude, then shape
-    apart = np.zeros_like(same)
-    apart[0, 1] = apart[1, 0] = True
-    assert not same_unit(sim, ratio, 0.9, 1.3, apart)[0, 1]                   # independent trains: two cells
+    relation = np.full(same.shape, "unknown", dtype=object)
+    relation[0, 1] = relation[1, 0] = "independent"
+    relation[0, 2] = relation[2, 0] = "refractory"
+    with_trains = same_unit(sim, ratio, 0.9, 1.3, relation)
+    assert not with_trains[0, 1]                                              # independent trains: two cells
+    assert with_trains[0, 2]                                                  # refractory: one cell, two amplitudes
+    assert not with_trains[0, 3]                                              # never across shapes
 
 
 def test_independent_trains_are_two_cells_and_halves_of_one_train_are_not():
@@ -41,6 +45,8 @@ def test_independent_trains_are_two_cells_and_halves_of_one_train_are_not():
     one = _train(40, seconds, fs, 3)
     half = np.random.default_rng(4).random(len(one)) < 0.5
     assert not independent(one[half], one[~half], fs, seconds)
+    assert trains_relation(one[half], one[~half], fs, seconds) == "refractory"
+    assert trains_relation(a[::25], b[::25], fs, seconds) == "unknown"        # too few spikes to tell
 
 
 def test_merge_similar_keeps_two_cells_of_one_shape_and_amplitude_apart_by_their_trains():
