@@ -1,3 +1,12 @@
+import os
+
+# OpenBLAS (numpy, scipy, scikit-learn's PCA in the initial dictionary and the splits) keeps its idle threads
+# spinning. On 2 cores shared with torch's threads and with other jobs, a 2000 x 120 SVD took 1-3.5 s with
+# its 2 threads and 0.03 s with 1, and tests/test_pipeline.py + test_grow.py went from 87 s to 50 s. One
+# BLAS thread for the whole session, child processes included (they inherit the environment); set
+# OPENBLAS_NUM_THREADS to run the suite with more. Set before numpy loads: OpenBLAS reads it once.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import logging
 import warnings
 from pathlib import Path

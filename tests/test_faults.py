@@ -19,6 +19,9 @@ from crsae_sort.io.reading import open_recording
 # long enough training to be killed in the middle; 2 threads in every process for identical arithmetic
 RESUME_PARAMS = {"max_epochs": 6, "eval_every": 2, "patience": 1000, "n_windows": 120, "num_threads": 2,
                  "init_duration_s": 10.0, "n_iterations": 20}
+# the in-process twin: a shorter training (8 steps), stopped after its checkpoint at step 4; no growth
+STOP_PARAMS = {"max_epochs": 4, "eval_every": 2, "patience": 1000, "n_windows": 48, "batch_size": 16,
+               "num_threads": 2, "init_duration_s": 5.0, "n_iterations": 10, "grow_rounds": 0}
 
 
 @pytest.fixture
@@ -26,6 +29,7 @@ def short_folder(saved_tetrode_10s):
     return saved_tetrode_10s
 
 
+@pytest.mark.slow  # a killed process; the default suite stops a run in-process (the test below)
 def test_killed_run_resumes_to_the_same_spikes(short_folder, tmp_path):
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(RESUME_PARAMS))
@@ -53,6 +57,40 @@ def test_killed_run_resumes_to_the_same_spikes(short_folder, tmp_path):
     assert not list(target.glob("crsae_cache_*"))  # the resumed run removed it with its own
     reference = sort(recording, tmp_path / "reference", RESUME_PARAMS, progress=False)
     assert resumed.training.n_steps == reference.training.n_steps == 18
+    assert np.array_equal(resumed.spikes, reference.spikes)
+    assert torch.equal(resumed.model.dictionary, reference.model.dictionary)
+
+
+def test_interrupted_run_resumes_to_the_same_spikes(short_folder, tmp_path, monkeypatch):
+    """The fast twin of the killed run: a sort stopped (KeyboardInterrupt) right after a training checkpoint
+    keeps its partial folder, a plain rerun refuses it, and resuming gives the spikes and dictionary of an
+    uninterrupted run."""
+    import crsae_sort.train as train
+
+    save = train._save
+
+    def save_then_stop(path, st, *args):
+        save(path, st, *args)
+        if st.step == 4:
+            raise KeyboardInterrupt
+
+    recording = open_recording(short_folder)
+    target = tmp_path / "stopped"
+    monkeypatch.setattr(train, "_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        sort(recording, target, STOP_PARAMS, progress=False)
+    monkeypatch.setattr(train, "_save", save)
+    checkpoint = partial_path(target) / "checkpoint" / "training.pt"
+    assert torch.load(checkpoint, weights_only=False)["state"]["step"] == 4  # stopped mid-training (8 steps)
+    assert not target.exists()  # nothing that looks finished
+    with pytest.raises(InputError, match="pass resume=True to continue it"):
+        sort(recording, target, STOP_PARAMS, progress=False)
+    resumed = sort(recording, target, STOP_PARAMS, resume=True, progress=False)
+    assert "resuming training" in (target / "crsae_sort.log").read_text()
+    assert not (target / "checkpoint").exists() and not partial_path(target).exists()
+    assert not list(target.glob("crsae_cache_*"))
+    reference = sort(recording, tmp_path / "reference", STOP_PARAMS, progress=False)
+    assert resumed.training.n_steps == reference.training.n_steps == 8
     assert np.array_equal(resumed.spikes, reference.spikes)
     assert torch.equal(resumed.model.dictionary, reference.model.dictionary)
 

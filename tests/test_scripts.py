@@ -46,3 +46,22 @@ def test_speed_benchmark_child_sorts_and_reports(tmp_path, monkeypatch):
     row = run_once(rec, gt, tmp_path / "out")
     assert set(row["stages"]) >= {"preprocess", "init", "train", "inference", "export", "total"}
     assert row["accuracy"] > 0.8 and row["peak_mb"] > 0 and row["n_channels"] == 4 and row["decimation"] == 2
+
+
+def test_every_benchmark_block_has_its_markers_in_the_doc():
+    """Each table a benchmark writes (``bench.docs.write_block``) has one START and one END marker, in that
+    order, in docs/benchmarks.md, so that editing the prose around them cannot orphan a script's table."""
+    import re
+
+    from crsae_sort.bench.docs import DOC
+
+    text = DOC.read_text()
+    written = set()
+    for module in (ROOT / "crsae_sort" / "bench").glob("*.py"):
+        written |= set(re.findall(r'write_block\(\s*DOC,\s*(?:MARKER|"(\w+)")', module.read_text())) - {""}
+    written |= {"SORTERS", "SPEED", "MEMORY", "MEMORY_NP1"}  # a named constant, and speed.py's by mode and case
+    assert {"ABLATION", "CONTENTION", "CONVEX", "ENCODER", "GPU", "REAL", "SWEEP", "WARMSTART"} <= written
+    for marker in sorted(written):
+        start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
+        assert text.count(start) == 1 and text.count(end) == 1, marker
+        assert text.index(start) < text.index(end), marker
