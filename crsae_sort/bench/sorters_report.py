@@ -120,7 +120,7 @@ def plot(cases: list[dict], path: Path) -> None:
                 ax.scatter(r["wall_s"], r["accuracy"], color=color, marker=marker, s=60, label=r["sorter"])
         failed = [r["sorter"] for r in case["results"] if r["status"] != "ok"]
         ax.set(xscale="log", ylim=(0, 1.05), xlabel="wall time (s, log)", ylabel="mean accuracy over GT units",
-               title=f"{case['case']}, {case['duration_s']:g} s" + (f"\nfailed: {', '.join(failed)}" if failed else ""))
+               title=f"{case['case']}, {case['duration_s']:.3g} s" + (f"\nfailed: {', '.join(failed)}" if failed else ""))
         ax.axvline(case["duration_s"], color="gray", ls=":", lw=1)
         ax.text(case["duration_s"], 0.02, " real time", color="gray", fontsize=8)
         ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)],
