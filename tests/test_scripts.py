@@ -29,7 +29,8 @@ def test_script_help(script):
 
 def test_benchmark_modules_import_light():
     code = ("import sys\n"
-            "from crsae_sort.bench import ablation, encoder, learning, real, sorters, speed, suite\n"
+            "from crsae_sort.bench import ablation, encoder, hybrid, learning, locust, real, sorters, speed, suite
+"
             "print(sorted(m for m in ('torch', 'spikeinterface', 'matplotlib') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from .docs import ROOT, commit, emit, hardware
-from .sorters_cases import (CASES, CHANGED, FULL, HYBRID, QUICK, REDUNDANT, SORTERS, TINY, WELL, case_folder, is_hybrid,
+from .sorters_cases import (CASE_CHANGED, CASES, CHANGED, FULL, HYBRID, QUICK, REDUNDANT, SORTERS, TINY, WELL, case_folder, is_hybrid,
                             make_case)
 from .sorters_report import DOC_PNG, case_markdown, doc_json, plot, publish
 
@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
             if args.resume and done.exists():
                 res = json.loads(done.read_text())
             else:
-                res = run_sorter_in_child(sorter, rec_folder, out, args.threads, args.timeout_s)
+                params = CASE_CHANGED.get(case, {}).get(sorter, ({}, ""))[0]
+                res = run_sorter_in_child(sorter, rec_folder, out, args.threads, args.timeout_s, params)
                 done.write_text(json.dumps(res))
             if res["status"] == "ok":
                 res.update(score(gt_folder, out.parent / (out.name + "_sorting"), snrs,

@@ -18,6 +18,15 @@ SORTERS = ["crsae", "spykingcircus2", "tridesclous2", "mountainsort5", "kilosort
 CHANGED = {
     "kilosort4": ({"torch_device": "cpu"}, "no GPU here; explicit rather than relying on 'auto'"),
 }
+# Per case, what a sorter needs to run at all on that recording: the Harris tetrode is sampled at 10 kHz, under
+# the 6-7 kHz low-pass edge of the peers' default band-pass (scipy refuses it); 4.5 kHz as in crsae_sort.bench.hybrid
+_LOW_PASS = "the recording is sampled at 10 kHz: the default low-pass edge is above Nyquist; 0.45 x 10 kHz"
+CASE_CHANGED = {case: {
+    "spykingcircus2": ({"filtering": {"freq_min": 150, "freq_max": 4500, "ftype": "bessel", "filter_order": 2}},
+                       _LOW_PASS),
+    "tridesclous2": ({"freq_max": 4500.0}, _LOW_PASS),
+    "mountainsort5": ({"freq_max": 4500}, _LOW_PASS),
+} for case in ("hybrid_harris_a", "hybrid_harris_b")}
 # name -> (channels, probe layout in words, units, seed); see make_probe for the geometry
 CASES = {
     "tetrode": (4, "2 x 2 contacts, 20 um pitch (SpikeInterface's default for 4 channels)", 6, 1),

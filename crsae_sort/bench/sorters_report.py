@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from .docs import DOC, DOCS, write_block
-from .sorters_cases import CASES, CHANGED, FULL, QUICK, REDUNDANT, SORTERS, WELL, is_hybrid
+from .sorters_cases import CASE_CHANGED, CASES, CHANGED, FULL, QUICK, REDUNDANT, SORTERS, WELL, is_hybrid
 
 DOC_JSON = DOCS / "benchmarks_sorters.json"
 DOC_PNG = DOCS / "img" / "sorters_accuracy_vs_time.png"
@@ -120,7 +120,7 @@ def plot(cases: list[dict], path: Path) -> None:
                 ax.scatter(r["wall_s"], r["accuracy"], color=color, marker=marker, s=60, label=r["sorter"])
         failed = [r["sorter"] for r in case["results"] if r["status"] != "ok"]
         ax.set(xscale="log", ylim=(0, 1.05), xlabel="wall time (s, log)", ylabel="mean accuracy over GT units",
-               title=f"{case['case']}, {case['duration_s']:g} s" + (f"\nfailed: {', '.join(failed)}" if failed else ""))
+               title=f"{case['case']}, {case['duration_s']:.3g} s" + (f"\nfailed: {', '.join(failed)}" if failed else ""))
         ax.axvline(case["duration_s"], color="gray", ls=":", lw=1)
         ax.text(case["duration_s"], 0.02, " real time", color="gray", fontsize=8)
         ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)],
@@ -164,6 +164,11 @@ def write_doc(report: dict, cases: list[dict]) -> None:
                f"{FULL['duration_s']:g} s each). Results also in `docs/benchmarks_sorters.json`.")
     write_block(DOC, MARKER, text, section=section)
 
+def _case_changes() -> dict:
+    """sorter -> (params, why) of :data:`CASE_CHANGED`, once per sorter."""
+    return {s: v for per_case in CASE_CHANGED.values() for s, v in per_case.items()}
+
+
 def _write_hybrid_doc(report: dict, cases: list[dict]) -> None:
     """The HYBRID block of docs/benchmarks.md (its section appended at the end if the doc has none)."""
     changed = "; ".join(f"{s}: `{json.dumps(p)}` ({why})" for s, (p, why) in CHANGED.items()) or "none"
@@ -173,7 +178,10 @@ def _write_hybrid_doc(report: dict, cases: list[dict]) -> None:
         f"Command: `{report['command']}`; {report['total_s'] / 60:.1f} min in all"
         + (f"; table rewritten by `{report['rendered_by']}`." if report.get("rendered_by") else "."), "",
         f"Every sorter as in the section above (`run_sorter` with its defaults, a fresh process, the same int16 "
-        f"binary folder, {report['threads']} threads); parameters changed: {changed}. Scores: "
+        f"binary folder, {report['threads']} threads); parameters changed: {changed}; "
+        + "; ".join(f"on {', '.join(sorted(c for c in CASE_CHANGED if s in CASE_CHANGED[c]))}, {s}: "
+                    f"`{json.dumps(p)}` ({why})" for s, (p, why) in _case_changes().items())
+        + ". Scores: "
         f"`compare_sorter_to_ground_truth(..., exhaustive_gt=False)` on the injected units only (the recording's "
         f"own units are not in the truth, so false-positive and redundant counts are not defined: n/a); accuracy, "
         f"recall, precision are means over the injected units, **accuracy (SNR >= 5) is the headline**; well "
