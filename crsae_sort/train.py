@@ -197,9 +197,10 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     for name, p in model.encoder.named_parameters():
         logger.info("encoder %s: exp(%s) min %.3f, mean %.3f, max %.3f", model.encoder.name, name,
                     float(p.detach().exp().min()), float(p.detach().exp().mean()), float(p.detach().exp().max()))
-    result = TrainingResult(history=st.history, best_step=st.best_step, n_steps=st.step,
-                            seconds=time.perf_counter() - t0)
-    best = next(row for row in st.history if row["step"] == st.best_step)
+    for row in st.history:  # what the report says was kept
+        row["kept"] = row["step"] == st.best_step
+    result = TrainingResult(st.history, st.best_step, st.step, time.perf_counter() - t0)
+    best = next(row for row in st.history if row["kept"])
     lam = model.lam.detach().cpu().numpy()
     logger.info("training: %d steps in %.1f s, kept step %d: held-out objective %.5f (start %.5f), "
                 "reconstruction %.5f (start %.5f); lambda %.3f-%.3f (start %.3f-%.3f)", st.step, result.seconds,
@@ -316,5 +317,4 @@ class _Judge:
 
 def _bar(total: int, enabled: bool, initial: int = 0):
     from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, desc="training", unit="batch", disable=not enabled, leave=False)

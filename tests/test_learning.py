@@ -82,6 +82,7 @@ def test_training_is_kept_and_lambda_comes_out_per_unit(tetrode):
     first = result.history[0]
     best = next(row for row in result.history if row["step"] == result.best_step)
     assert result.best_step > 0, "the objective never improved on the initial dictionary"
+    assert [row["step"] for row in result.history if row["kept"]] == [result.best_step]   # what the report reads
     assert best["val_objective"] < first["val_objective"]
     lam = model.lam.detach().numpy()
     assert lam.max() - lam.min() > 1e-3, f"every unit kept one lambda: {lam}"

@@ -271,7 +271,17 @@ def _training(folder: Path, out: Path) -> str:
         return markup.section("training", "Training", "<p>No training: this sort reused a trained model.</p>")
     history = json.loads(path.read_text())
     figs.plot_training(out / "training.png", history=history)
-    text = (f"<p>{len(history)} evaluations; the dictionary and λ with the lowest held-out loss were kept.</p>")
+    kept = next((row for row in history if row.get("kept")), None)
+    if kept is None or "val_objective" not in kept:  # a training.json of an older version
+        text = f"<p>{len(history)} evaluations; the dictionary and λ with the lowest held-out loss were kept.</p>"
+    else:
+        first, lam, lam0 = history[0], kept["lam"], history[0]["lam"]
+        text = (f"<p>{len(history)} evaluations over {history[-1]['step']} steps. Kept: step {kept['step']} "
+                f"(the lowest held-out objective, the negative log posterior: {kept['val_objective']:.5f}, start "
+                f"{first['val_objective']:.5f}; reconstruction {kept['val_loss']:.5f}, start {first['val_loss']:.5f}), "
+                f"with λ {min(lam):.3f}-{max(lam):.3f} (start {min(lam0):.3f}-{max(lam0):.3f}). "
+                + ("Step 0 kept: training did not improve on the initial dictionary. " if kept["step"] == 0 else "")
+                + "The dictionary and λ are kept together.</p>")
     return markup.section("training", "Training", text + markup.img("training.png", "training curves"))
 
 

@@ -199,8 +199,15 @@ def plot_training(path: Path, *, history: list[dict]) -> None:
     ax.plot(steps, np.array([row["val_loss"] for row in history], dtype=float), "o-", label="held-out")
     ok = np.isfinite(train)
     ax.plot(steps[ok], train[ok], "s--", label="training batch")
+    kept = [row["step"] for row in history if row.get("kept")]
+    for a_step in kept:
+        ax.axvline(a_step, color="0.5", ls=":", label=f"kept (step {a_step})")
     ax.set(xlabel="step (mini-batch)", ylabel="½‖y − H z‖² per sample", title="reconstruction loss")
     ax.legend(fontsize=8)
+    if all("val_objective" in row for row in history):
+        twin = ax.twinx()
+        twin.plot(steps, [row["val_objective"] for row in history], "^-", color="C3", ms=3)
+        twin.set_ylabel("held-out objective (selection)", color="C3")
     ax = fig.add_subplot(1, 2, 2)
     lam = np.array([row["lam"] for row in history], dtype=float)  # (evaluations, C)
     for c in range(lam.shape[1]):
