@@ -143,12 +143,9 @@ def write_doc(report: dict, cases: list[dict]) -> None:
     HYBRID block for a report of hybrid cases."""
     if _is_hybrid_report(report):
         return _write_hybrid_doc(report, cases)
-    changed = "; ".join(f"{s}: `{json.dumps(p)}` ({why})" for s, (p, why) in CHANGED.items()) or "none"
+    changed = _changed()
     text = "\n".join([
-        f"Hardware: {report['hardware']}. Load average (1 min) {report['load_before']:.2f} before, "
-        f"{report['load_after']:.2f} after (the machine may be shared). Mode: {report['mode']}; command: "
-        f"`{report['command']}`; {report['total_s'] / 60:.1f} min in all"
-        + (f"; table rewritten by `{report['rendered_by']}`." if report.get("rendered_by") else "."), "",
+        f"Hardware: {report['hardware']}. " + _run_line(report, f"Mode: {report['mode']}; command"), "",
         f"Every sorter: `run_sorter(name, recording, folder=..., remove_existing_folder=True)` with its defaults, "
         f"each in a fresh process, on the same binary folder; SpikeInterface's global `n_jobs` and the "
         f"torch/BLAS/numba threads set to {report['threads']}. Parameters changed from defaults: {changed}. "
@@ -164,6 +161,18 @@ def write_doc(report: dict, cases: list[dict]) -> None:
                f"{FULL['duration_s']:g} s each). Results also in `docs/benchmarks_sorters.json`.")
     write_block(DOC, MARKER, text, section=section)
 
+def _changed() -> str:
+    """The parameters changed for every case, with the reason, in words."""
+    return "; ".join(f"{s}: `{json.dumps(p)}` ({why})" for s, (p, why) in CHANGED.items()) or "none"
+
+
+def _run_line(report: dict, command_label: str) -> str:
+    """How loaded the machine was, the command and how long the run took."""
+    return (f"Load average (1 min) {report['load_before']:.2f} before, {report['load_after']:.2f} after (the machine "
+            f"may be shared). {command_label}: `{report['command']}`; {report['total_s'] / 60:.1f} min in all"
+            + (f"; table rewritten by `{report['rendered_by']}`." if report.get("rendered_by") else "."))
+
+
 def _case_changes() -> dict:
     """sorter -> (params, why) of :data:`CASE_CHANGED`, once per sorter."""
     return {s: v for per_case in CASE_CHANGED.values() for s, v in per_case.items()}
@@ -171,12 +180,10 @@ def _case_changes() -> dict:
 
 def _write_hybrid_doc(report: dict, cases: list[dict]) -> None:
     """The HYBRID block of docs/benchmarks.md (its section appended at the end if the doc has none)."""
-    changed = "; ".join(f"{s}: `{json.dumps(p)}` ({why})" for s, (p, why) in CHANGED.items()) or "none"
+    changed = _changed()
     text = "\n".join([
-        f"Commit {report.get('commit') or '?'}, {report.get('date', '')}. Hardware: {report['hardware']}. Load average "
-        f"(1 min) {report['load_before']:.2f} before, {report['load_after']:.2f} after (the machine is shared). "
-        f"Command: `{report['command']}`; {report['total_s'] / 60:.1f} min in all"
-        + (f"; table rewritten by `{report['rendered_by']}`." if report.get("rendered_by") else "."), "",
+        f"Commit {report.get('commit') or '?'}, {report.get('date', '')}. Hardware: {report['hardware']}. "
+        + _run_line(report, "Command"), "",
         f"Every sorter as in the section above (`run_sorter` with its defaults, a fresh process, the same int16 "
         f"binary folder, {report['threads']} threads); parameters changed: {changed}; "
         + "; ".join(f"on {', '.join(sorted(c for c in CASE_CHANGED if s in CASE_CHANGED[c]))}, {s}: "
