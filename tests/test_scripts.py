@@ -29,8 +29,7 @@ def test_script_help(script):
 
 def test_benchmark_modules_import_light():
     code = ("import sys\n"
-            "from crsae_sort.bench import ablation, encoder, hybrid, learning, locust, real, sorters, speed, suite
-"
+            "from crsae_sort.bench import ablation, encoder, hybrid, learning, locust, real, sorters, speed, suite\n"
             "print(sorted(m for m in ('torch', 'spikeinterface', 'matplotlib') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
