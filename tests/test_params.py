@@ -48,7 +48,7 @@ def test_describe_covers_every_field_with_help():
 def test_docs_parameter_table_is_current():
     from pathlib import Path
 
-    from crsae_sort.params import markdown_table
+    from crsae_sort.cli.tools import markdown_table
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
     assert doc.read_text().strip() == markdown_table().strip(), "run: crsae-sort params --markdown > docs/parameters.md"

@@ -13,9 +13,10 @@ dictionary learning", IEEE TNNLS 2020:
   codes, ``1/2 ||y - H z_T||^2 + sum_c [lambda_c ||z_c||_1 - (N_e + r - 1) log lambda_c + delta lambda_c]``,
   the objective that the E-step (in ``z``) and both M-steps (in ``H`` and in ``lambda``) descend.
 
-A window's first and last ``K - 1`` samples are left out of the reconstruction terms: the codes are
-valid convolutions (``N - K + 1`` per window), so a spike that straddles the window's edge has no code
-and its part inside the window is residual whatever the dictionary (``edge`` arguments below).
+A window's first and last ``K - 1`` samples can be left out of the reconstruction terms (``edge``
+arguments below; the ``ae-ls`` rule and model selection do): the codes are valid convolutions (``N - K + 1``
+per window), so a spike that straddles the window's edge has no code and its part inside the window is
+residual whatever the dictionary.
 """
 from __future__ import annotations
 
