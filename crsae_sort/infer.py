@@ -116,9 +116,45 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     elif counts.get("total"):
         logger.info("inference: the encoder ran on %.1f %% of the code samples (screening at %.2f lambda)",
                     100.0 * counts["encoded"] / counts["total"], params.screen_fraction)
-    spikes = Spikes.concatenate(parts)
+    spikes = drop_duplicates(Spikes.concatenate(parts), model, max(0, int(round(params.duplicate_ms * fs / 1000))))
     spikes.below_floor = below
     return spikes
+
+
+DUPLICATE_SIMILARITY = 0.7  # atoms this alike (best-lag cosine) can code one event between them
+
+
+def drop_duplicates(spikes: Spikes, model: CRsAE, within: int) -> Spikes:
+    """``spikes`` without the smaller of two spikes of different, similar atoms at most ``within`` samples apart.
+
+    When two atoms share much of their shape, the encoder can code one event with both: the atom that fits it
+    at full amplitude, and the other at a small amplitude for what the first leaves (a real unit's spike read
+    out twice; on the hybrid locust tetrode an SNR-12 unit's spikes also appeared in an SNR-6 unit, precision
+    0.77). Of such a pair the spike of the larger code amplitude, the one that explains more of the signal
+    (atoms have unit norm), is kept. Atoms of unlike shapes (cosine <= ``DUPLICATE_SIMILARITY``) keep both:
+    two units firing together.
+    """
+    if within <= 0 or len(spikes.sample_index) < 2:
+        return spikes
+    from .units import template_similarity
+
+    dense = model.dense_dictionary().detach().cpu().numpy().transpose(0, 2, 1).astype(np.float64)   # (C, K, M)
+    alike = template_similarity(dense) > DUPLICATE_SIMILARITY
+    order = np.lexsort((spikes.sample_index, spikes.segment_index))
+    t, seg = spikes.sample_index[order], spikes.segment_index[order]
+    unit, amp = spikes.unit_index[order], spikes.amplitude[order]
+    drop = np.zeros(len(t), dtype=bool)
+    for lag in range(1, len(t)):
+        i, j = np.arange(len(t) - lag), np.arange(lag, len(t))
+        near = (seg[i] == seg[j]) & (t[j] - t[i] <= within)
+        if not near.any():
+            break
+        pair = near & (unit[i] != unit[j]) & alike[unit[i], unit[j]]
+        drop[i[pair & (amp[i] < amp[j])]] = True
+        drop[j[pair & (amp[i] >= amp[j])]] = True
+    keep = np.ones(len(t), dtype=bool)
+    keep[order[drop]] = False
+    return spikes.select(keep)
 
 
 def above_floor(amplitude: np.ndarray, unit: np.ndarray, reference_amplitude: np.ndarray,

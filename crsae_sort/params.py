@@ -171,6 +171,9 @@ class InferenceParams:
     amplitude_fraction: float = _p(0.3, "Discard code peaks below this fraction of the template's reference "
                                    "amplitude (the median amplitude of its initial cluster).", "", 0.0, 1.0)
     refractory_ms: float = _p(1.0, "Code peaks of one template closer than this are one spike.", "ms", 0.0, 20.0)
+    duplicate_ms: float = _p(0.3, "Spikes of two templates of similar shape (best-lag cosine > 0.7) closer than this "
+                             "are one event: the larger code amplitude keeps it (the other atom coded the misfit). "
+                             "0 keeps both.", "ms", 0.0, 5.0)
     min_spikes: int = _p(10, "Units with fewer spikes are dropped.", "", 0, 1_000_000)
 
 

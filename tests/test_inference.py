@@ -87,3 +87,31 @@ def test_spikes_concatenate_and_select():
     b = Spikes.concatenate([a, a.select(np.array([False, True]))])
     assert b.sample_index.tolist() == [1, 2, 2]
     assert Spikes.concatenate([]).sample_index.size == 0
+
+
+def test_a_misfit_coded_by_a_similar_atom_is_dropped_and_two_unlike_units_firing_together_are_kept():
+    from crsae_sort.infer import drop_duplicates
+
+    t = np.arange(30)
+    a = np.stack([-np.exp(-((t - 9) / 2.5) ** 2), -0.5 * np.exp(-((t - 10) / 3.0) ** 2)])
+    alike = a + 0.2 * np.stack([np.exp(-((t - 14) / 3.0) ** 2), np.zeros(30)])    # cosine ~0.95 with a
+    unlike = np.stack([np.zeros(30), np.exp(-((t - 20) / 2.0) ** 2)])                # another channel, later
+    atoms = np.stack([x / np.linalg.norm(x) for x in (a, alike, unlike)]).astype(np.float32)
+    model = CRsAE(torch.from_numpy(atoms), torch.full((3,), 4.0), n_iter=10)
+    from crsae_sort.units import template_similarity
+
+    sim = template_similarity(atoms.transpose(0, 2, 1).astype(np.float64))
+    assert sim[0, 1] > 0.9 and sim[0, 2] < 0.7
+    # (sample, unit, amplitude): a spike of atom 0 read out by atom 1 too, 3 samples later and smaller;
+    # atom 2 firing 2 samples after atom 0 elsewhere; a spike of atom 1 alone; the same pair 20 samples apart
+    rows = [(1000, 0, 20.0), (1003, 1, 6.0), (5000, 0, 18.0), (5002, 2, 15.0), (9000, 1, 12.0),
+            (12000, 0, 19.0), (12020, 1, 7.0)]
+    spikes = Spikes(np.array([r[0] for r in rows]), np.zeros(len(rows), np.int64), np.array([r[1] for r in rows]),
+                    np.array([r[2] for r in rows], np.float32))
+    kept = drop_duplicates(spikes, model, within=5)
+    assert list(zip(kept.sample_index, kept.unit_index)) == [(1000, 0), (5000, 0), (5002, 2), (9000, 1),
+                                                            (12000, 0), (12020, 1)]
+    # the larger amplitude wins whichever atom it belongs to; within=0 keeps everything
+    spikes.amplitude[1] = 30.0
+    assert drop_duplicates(spikes, model, within=5).sample_index[0] == 1003
+    assert len(drop_duplicates(spikes, model, within=0).sample_index) == len(rows)
