@@ -43,6 +43,9 @@ AMPLITUDE_CUTOFF = dict(num_histogram_bins=20, amplitudes_bins_min_ratio=5)
 #: a good unit has at least this many spikes (Bombcell asks 300 of hour-long sessions; with fewer than 100 the
 #: amplitude histogram above says nothing and the refractory test little)
 MIN_SPIKES = 100
+#: the longest trough-to-peak of a unit's template (Bombcell's 1.15 ms called three of the six biophysical
+#: units of the MEArec tetrode, L5 pyramidal cells at 1.17-1.23 ms and SNR 11-13, noise)
+MAX_PEAK_TO_TROUGH_S = 0.002
 #: a good unit's SNR is at least (Bombcell's value), its isi_violations_ratio at most
 GOOD = dict(min_snr=5.0, max_isi_violations_ratio=0.1)
 
@@ -51,7 +54,7 @@ def thresholds() -> dict:
     """Bombcell's thresholds as SpikeInterface ships them, with the ``mua`` section set for crsae-sort.
 
     Kept from Bombcell: its waveform (``noise``) checks, except ``exp_decay`` (a multi-channel template metric
-    not computed here); amplitude_cutoff <= 0.2; presence_ratio >= 0.7. Changed: the refractory test is
+    not computed here) and with trough-to-peak up to :data:`MAX_PEAK_TO_TROUGH_S` (broad pyramidal units); amplitude_cutoff <= 0.2; presence_ratio >= 0.7. Changed: the refractory test is
     ``isi_violations_ratio`` (Hill's contamination estimate; Bombcell's ``sliding_rp_violation`` costs a
     correlogram per unit and a 1.6-s compile on every sort); ``amplitude_median`` >= 30 µV is left out (SNR
     says the same without µV, which a recording of unknown gain does not have); num_spikes >= :data:`MIN_SPIKES`.
@@ -61,6 +64,7 @@ def thresholds() -> dict:
 
     bombcell = bombcell_get_default_thresholds()
     noise = {k: v for k, v in copy.deepcopy(bombcell["noise"]).items() if k != "exp_decay"}
+    noise["peak_to_trough_duration"]["less"] = MAX_PEAK_TO_TROUGH_S
     mua = {"snr": {"greater": GOOD["min_snr"], "less": None},
            "isi_violations_ratio": {"greater": None, "less": GOOD["max_isi_violations_ratio"]},
            "amplitude_cutoff": bombcell["mua"]["amplitude_cutoff"],
