@@ -88,12 +88,6 @@ def trains_relation(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, bli
     return REFRACTORY if expected >= MIN_EXPECTED else UNKNOWN
 
 
-def independent(a: np.ndarray, b: np.ndarray, fs: float, seconds: float, blind_ms: float = 0.0) -> bool:
-    """Whether trains ``a`` and ``b`` break each other's refractory period as two cells' would
-    (:func:`trains_relation` is ``"independent"``)."""
-    return trains_relation(a, b, fs, seconds, blind_ms) == INDEPENDENT
-
-
 def isi_violations(where: np.ndarray, fs: float) -> float:
     """Fraction of the inter-spike intervals (within each slice) of spikes ``where`` ``(n, 2)`` (slice,
     sample) shorter than ``REFRACTORY_MS``."""

@@ -202,7 +202,7 @@ def test_independence_counts_only_the_pairs_one_atoms_read_out_can_show():
     """Two units coded by one atom: the read-out keeps one peak per ``refractory_ms``, so their trains have
     no pairs closer than that; between it and 1.5 ms they still cross as independent trains do. Two
     halves of one unit (refractory 4 ms) never do."""
-    from crsae_sort.units import independent
+    from crsae_sort.units import trains_relation
 
     fs, seconds = 15000.0, 20.0
     length, r = int(fs * seconds), int(0.001 * fs)
@@ -216,10 +216,10 @@ def test_independence_counts_only_the_pairs_one_atoms_read_out_can_show():
     read = np.array(read)
     a_seen, b_seen = read[np.isin(read, a)], read[np.isin(read, b)]
     pair = lambda x: np.stack([np.zeros(len(x), np.int64), x], axis=1)  # noqa: E731
-    assert independent(pair(a_seen), pair(b_seen), fs, seconds, blind_ms=1.0)
+    assert trains_relation(pair(a_seen), pair(b_seen), fs, seconds, blind_ms=1.0) == "independent"
     unit = _refractory_train(rng, 800, length, 60)
     halves = rng.random(len(unit)) < 0.5
-    assert not independent(pair(unit[halves]), pair(unit[~halves]), fs, seconds, blind_ms=1.0)
+    assert trains_relation(pair(unit[halves]), pair(unit[~halves]), fs, seconds, blind_ms=1.0) != "independent"
 
 
 def test_groups_of_one_shape_stay_apart_only_when_their_trains_are_independent():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from crsae_sort.init_dictionary import merge_similar
-from crsae_sort.units import independent, same_unit, similarity_and_ratio, split_groups, trains_relation
+from crsae_sort.units import same_unit, similarity_and_ratio, split_groups, trains_relation
 
 
 def _shape(k: int = 30, m: int = 4, seed: int = 0) -> np.ndarray:
@@ -41,10 +41,10 @@ def test_same_unit_needs_shape_amplitude_and_trains_that_are_not_independent():
 def test_independent_trains_are_two_cells_and_halves_of_one_train_are_not():
     fs, seconds = 15000.0, 60.0
     a, b = _train(20, seconds, fs, 1), _train(20, seconds, fs, 2)
-    assert independent(a, b, fs, seconds)
+    assert trains_relation(a, b, fs, seconds) == "independent"
     one = _train(40, seconds, fs, 3)
     half = np.random.default_rng(4).random(len(one)) < 0.5
-    assert not independent(one[half], one[~half], fs, seconds)
+    assert trains_relation(one[half], one[~half], fs, seconds) != "independent"
     assert trains_relation(one[half], one[~half], fs, seconds) == "refractory"
     assert trains_relation(a[::25], b[::25], fs, seconds) == "unknown"        # too few spikes to tell
 
