@@ -54,7 +54,8 @@ def thresholds() -> dict:
     """Bombcell's thresholds as SpikeInterface ships them, with the ``mua`` section set for crsae-sort.
 
     Kept from Bombcell: its waveform (``noise``) checks, except ``exp_decay`` (a multi-channel template metric
-    not computed here) and with trough-to-peak up to :data:`MAX_PEAK_TO_TROUGH_S` (broad pyramidal units); amplitude_cutoff <= 0.2; presence_ratio >= 0.7. Changed: the refractory test is
+    not computed here) and with trough-to-peak up to :data:`MAX_PEAK_TO_TROUGH_S` (broad pyramidal
+    units); amplitude_cutoff <= 0.2; presence_ratio >= 0.7. Changed: the refractory test is
     ``isi_violations_ratio`` (Hill's contamination estimate; Bombcell's ``sliding_rp_violation`` costs a
     correlogram per unit and a 1.6-s compile on every sort); ``amplitude_median`` >= 30 µV is left out (SNR
     says the same without µV, which a recording of unknown gain does not have); num_spikes >= :data:`MIN_SPIKES`.

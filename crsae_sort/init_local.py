@@ -186,10 +186,10 @@ def merge_nearby(templates: np.ndarray, sizes: list[int], locations: np.ndarray,
                  threshold: float, max_ratio: float, upsample: int = UPSAMPLE) -> tuple[np.ndarray, list[int]]:
     """Merge templates ``(n, K, M)`` of one unit seen from neighbouring bins.
 
-    As the global path's greedy merge (one unit by :func:`~crsae_sort.units.same_unit`: best-lag cosine
-    similarity above ``threshold``, norms within ``max_ratio``; the larger cluster's template kept; lags at ``1 / upsample`` sample),
-    but only pairs whose peak channels lie within ``radius_um`` are compared, so the cost grows with the number of templates, not
-    its square. Similarity and norms are taken on the channels within ``radius_um`` of either peak
+    As the global path's greedy merge (one unit by :func:`~crsae_sort.units.same_unit`: best-lag
+    cosine similarity above ``threshold``, norms within ``max_ratio``; the larger cluster's template
+    kept; lags at ``1 / upsample`` sample), but only pairs whose peak channels lie within ``radius_um``
+    are compared, so the cost grows with the number of templates, not its square. Similarity and norms are taken on the channels within ``radius_um`` of either peak
     channel: elsewhere a template is the mean of a few hundred spikes (:func:`full_templates`), whose
     noise on a long probe (hundreds of channels) outweighs a small unit's waveform and pulled two
     templates of one unit below the threshold (a 384-channel probe kept ~70 such pairs, each unit's
