@@ -14,8 +14,8 @@ the rest. Each round (at most ``grow_rounds``):
    only when it looks like a unit: at least ``grow_min_spikes`` peaks, a median snippet whose peak
    reaches ``detect_threshold``, at most ``grow_max_isi_violations`` of its inter-spike intervals
    under ``REFRACTORY_MS``, not an existing or just-accepted atom (the one rule of
-   :func:`~crsae_sort.units.same_unit`: same shape and amplitude), and mostly not coincident with the existing atoms'
-   spikes (the misfit of a unit already explained, not a new one: ``MAX_COINCIDENT``);
+   :func:`~crsae_sort.units.same_unit`: same shape and amplitude), and mostly not coincident with the
+   existing atoms' spikes (the misfit of a unit already explained, not a new one: ``MAX_COINCIDENT``);
 4. split every atom whose spikes' snippets fall into distinct units (:mod:`crsae_sort.split`: the
    atom coded a unit the initial clustering missed or merged; its residual is only their difference);
 5. retrain the grown model briefly (``grow_epochs`` passes over at most a quarter as many windows as
@@ -165,8 +165,9 @@ def _accept(model: CRsAE, snippets: np.ndarray, where: np.ndarray, spikes: list,
         median = np.median(snippets[members], axis=0)                          # (K, M)
         norm = float(np.linalg.norm(median))
         others = np.concatenate([existing] + [[ev.amplitude * a.T] for ev, a in accepted])
-        sim, ratio = similarity_and_ratio(median[None], others)
-        sim, same = sim[0], same_unit(sim, ratio, params.init.merge_similarity, params.init.merge_amplitude_ratio)[0]
+        pair_sim, ratio = similarity_and_ratio(median[None], others)
+        same = same_unit(pair_sim, ratio, params.init.merge_similarity, params.init.merge_amplitude_ratio)[0]
+        sim = pair_sim[0]
         best = int(np.argmax(np.where(same, np.inf, sim))) if len(sim) else -1
         coincident, with_atom = _coincidence(where[members], spikes, len(existing), fs)
         ev = GrownAtom(round=0, atom=-1, n_spikes=int(members.sum()), rate_hz=float(members.sum() / seconds),

@@ -37,6 +37,7 @@ from .model.crsae import CRsAE
 from .model.working_set import WorkingSetCounts, gram_table
 from .oom import run_in_parts
 from .params import InferenceParams
+from .units import template_similarity
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     elif counts.get("total"):
         logger.info("inference: the encoder ran on %.1f %% of the code samples (screening at %.2f lambda)",
                     100.0 * counts["encoded"] / counts["total"], params.screen_fraction)
-    spikes = drop_duplicates(Spikes.concatenate(parts), model, max(0, int(round(params.duplicate_ms * fs / 1000))))
+    within = max(0, int(round(params.duplicate_ms * fs / 1000)))
+    spikes = drop_duplicates(Spikes.concatenate(parts), model, within)
     spikes.below_floor = below
     return spikes
 
@@ -136,8 +138,6 @@ def drop_duplicates(spikes: Spikes, model: CRsAE, within: int) -> Spikes:
     """
     if within <= 0 or len(spikes.sample_index) < 2:
         return spikes
-    from .units import template_similarity
-
     dense = model.dense_dictionary().detach().cpu().numpy().transpose(0, 2, 1).astype(np.float64)   # (C, K, M)
     alike = template_similarity(dense) > DUPLICATE_SIMILARITY
     order = np.lexsort((spikes.sample_index, spikes.segment_index))

@@ -26,7 +26,8 @@ import numpy as np
 from .init_dictionary import cluster_snippets, template_similarity
 from .params import SortParams
 from .summary import GrownAtom
-from .units import INDEPENDENT, REFRACTORY_MS, UNKNOWN, isi_violations, same_unit, similarity_and_ratio, trains_relation
+from .units import (INDEPENDENT, REFRACTORY_MS, UNKNOWN, isi_violations, same_unit, similarity_and_ratio,
+                    trains_relation)
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from .io.outfolder import CHECKPOINT_FORMAT
 from .io.results import save_torch
 from .model.crsae import CRsAE
 from .model.gradients import edge_samples, encoder_loss, get_dictionary_gradient
-from .model.losses import gamma_prior, interior, lambda_loss, universal_lambda
+from .model.losses import gamma_prior, interior, lambda_loss, lambda_terms, universal_lambda
 from .oom import run_in_parts
 from .optim import Adam
 from .params import SortParams, TrainParams
@@ -309,8 +309,7 @@ class _Judge:
         l1 = sum(p[1] for p in parts)                              # (C,) over all held-out codes
         n_e = sum(p[2] for p in parts)
         lam = model.lam.detach().double()
-        lam_terms = float((lam * l1.to(lam.device) - (n_e + self.shape_r.double() - 1.0) * lam.log()
-                           + self.rate_delta.double() * lam).sum())
+        lam_terms = float(lambda_terms(l1.to(lam.device), n_e, lam, self.shape_r.double(), self.rate_delta.double()))
         interior_elements = interior(self.val[:1], edge).numel() * len(self.val)
         return dict(val_objective=(fit + lam_terms) / self.val.numel(), val_loss=fit / interior_elements)
 

@@ -68,8 +68,13 @@ def lambda_loss(z: torch.Tensor, lam: torch.Tensor, shape_r: torch.Tensor | floa
 
     z: ``(batch, C, n_codes)`` (treated as data: detach it); ``N_e = batch * n_codes``.
     """
-    n_e = z.shape[0] * z.shape[2]
-    l1 = z.abs().sum(dim=(0, 2))
+    return lambda_terms(z.abs().sum(dim=(0, 2)), z.shape[0] * z.shape[2], lam, shape_r, rate_delta)
+
+
+def lambda_terms(l1: torch.Tensor, n_e: int, lam: torch.Tensor, shape_r: torch.Tensor | float,
+                 rate_delta: torch.Tensor | float) -> torch.Tensor:
+    """:func:`lambda_loss` from each template's ``||z_c||_1`` ``l1`` ``(C,)`` over ``n_e`` code samples (codes
+    encoded in parts add their l1 and their counts first)."""
     return (lam * l1 - (n_e + shape_r - 1.0) * lam.log() + rate_delta * lam).sum()
 
 
