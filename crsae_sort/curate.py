@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io.analyzer import QUIET, attach_amplitude_scalings, memory_analyzer
+from .io.analyzer import QUIET, at_rate, attach_amplitude_scalings, memory_analyzer
 from .params import CurationParams
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ class UnitLabels:
 
 def label_units(sorting, recording_uv, *, spikes: np.ndarray | None = None,
                 main_channels: np.ndarray | None = None, seed: int = 0) -> UnitLabels:
-    """Label each unit of ``sorting`` from SpikeInterface's metrics on ``recording_uv`` (band-passed, µV).
+    """Label each unit of ``sorting`` from SpikeInterface's metrics on ``recording_uv`` (band-passed, µV; at the
+    sorting's rate or an integer factor below it, as :func:`crsae_sort.io.analyzer.at_rate` allows).
 
     ``spikes`` is the sort's spikes table (``amplitude_uv`` per spike): the model's fitted amplitudes;
     without it SpikeInterface fits the templates to each spike itself (``amplitude_scalings``, slower).
@@ -104,6 +105,7 @@ def label_units(sorting, recording_uv, *, spikes: np.ndarray | None = None,
     from spikeinterface.curation import bombcell_label_units
     from spikeinterface.metrics import compute_quality_metrics
 
+    sorting, spikes = at_rate(sorting, recording_uv, spikes)
     fs = recording_uv.get_sampling_frequency()
     duration_s = sum(recording_uv.get_num_samples(s) for s in range(recording_uv.get_num_segments())) / fs
     bin_s = presence_bin_s(duration_s)

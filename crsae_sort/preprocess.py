@@ -7,7 +7,8 @@ traces onto the probe as it was at the start, so ``x`` below is already drift-co
 dense probes (each channel whitened with its neighbours within ``whitening_radius_um``), which
 keeps ``W`` sparse and far-apart channels unmixed.
 
-The model sees ``y = x A`` per sample, optionally decimated by an integer factor ``q`` (``x`` band-passed µV, row vector over channels), where
+The model sees ``y = x A`` per sample, optionally decimated by an integer factor ``q`` (``x`` band-passed µV,
+row vector over channels), where
 ``A = W diag(1 / sigma)``: ``W`` is SpikeInterface's whitening matrix and ``sigma`` the per-channel
 noise level (MAD) after whitening, so the noise the encoder sees has unit variance (sigma = 1 in
 the CRsAE equations). ``A`` is kept so learned templates can be mapped back to µV.
@@ -15,6 +16,7 @@ the CRsAE equations). ``A`` is kept so learned templates can be mapped back to �
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ _QUIET = dict(n_jobs=1, progress_bar=False)
 class Preprocessed:
     """The lazy recording the model sees and the linear map from band-passed µV to it."""
     recording: object          # SpikeInterface recording, unit noise, float32
-    filtered_uv: object        # band-passed (and referenced) recording in µV
+    filtered_uv: object        # band-passed (referenced, motion-corrected) µV at the model rate: recording @ A^-1
     to_model: np.ndarray       # A, (n_channels, n_channels): y = x @ A
     noise_uv: np.ndarray       # per-channel noise (MAD) of the band-passed µV traces before motion correction, (n_channels,)
     decimation: int            # model sample i is recording sample i * decimation
@@ -44,8 +46,13 @@ class Preprocessed:
 def preprocess(recording, params: PreprocessParams, seed: int, scratch: Path | None = None) -> Preprocessed:
     """Band-pass, optionally common-median-reference and whiten ``recording``; scale noise to 1.
 
-    The result is held in memory, or on disk in ``scratch`` (a folder that must outlive the result; without
-    one a recording too large for memory is read lazily), see :func:`cache_plan`.
+    The raw samples are read once. Decimation comes right after the band-pass (its anti-alias filter): every
+    later step acts on each sample alone (median reference, motion interpolation, whitening, scaling), so
+    taking every ``q``-th sample first gives the same model-rate traces at ``1/q`` of their cost. With motion
+    correction the band-passed, referenced traces are computed once (:func:`_hold`) and both the motion
+    estimate and the corrected, whitened result read that copy. The result is held in memory, or on disk in
+    ``scratch`` (a folder that must outlive the result; without one a recording too large for memory is read
+    lazily), see :func:`cache_plan`.
     """
     import spikeinterface.core as sc
     import spikeinterface.preprocessing as spre
@@ -56,6 +63,9 @@ def preprocess(recording, params: PreprocessParams, seed: int, scratch: Path | N
     if freq_max < params.freq_max_hz:
         logger.info("freq_max_hz lowered to %.0f Hz (0.45 x sampling rate %.0f Hz)", freq_max, fs)
     rec = spre.bandpass_filter(rec, freq_min=params.freq_min_hz, freq_max=freq_max, dtype="float32")
+    if q > 1:
+        # the band-pass above is the anti-alias filter: freq_max <= 0.4 x the model rate
+        rec = spre.decimate(rec, decimation_factor=q, antialias=False)
     n_channels = rec.get_num_channels()
     use_cmr = params.common_reference == "median" or (params.common_reference == "auto" and n_channels >= 8)
     if use_cmr:
@@ -63,12 +73,10 @@ def preprocess(recording, params: PreprocessParams, seed: int, scratch: Path | N
     preset = motion_preset(rec, params.motion_correction)
     max_displacement_um = None
     random_kwargs = dict(seed=seed)
+    filtered_copy = None
     if preset is not None:
-        # motion estimation reads every sample once and interpolation once more: filter them once, in
-        # memory when this full-rate copy and the model-rate one below together take at most cache_mb
-        filtered = _hold_in_memory(rec, params.cache_mb * q / (q + 1))
-        if filtered is not None:
-            rec = filtered
+        # motion estimation reads every sample and the interpolation reads them again: compute them once
+        rec, filtered_copy = _hold(rec, cache_plan(2 * _float32_bytes(rec), params), scratch, "filtered")
     # the noise of the band-passed µV traces, before motion interpolation (which at zero displacement is the
     # identity); cached on the recording, where correct_motion's peak detection finds it instead of estimating
     noise_uv = sc.get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=random_kwargs, **_QUIET)
@@ -78,13 +86,11 @@ def preprocess(recording, params: PreprocessParams, seed: int, scratch: Path | N
                          "with recording.remove_channels(...) before sorting")
     if preset is not None:
         rec, max_displacement_um = _correct_motion(rec, preset)
-    filtered_uv = rec
     mode = "off"
     if params.whiten:
         mode = whitening_mode(rec, params.whitening_radius_um)
-        local = dict(radius_um=params.whitening_radius_um) if mode == "local" else {}
-        rec = spre.whiten(rec, dtype="float32", mode=mode, seed=seed, **local)
-        w = np.asarray(rec._kwargs["W"], dtype=np.float64)
+        w = _whitening_matrix(rec, mode, params.whitening_radius_um, seed)
+        rec = spre.whiten(rec, dtype="float32", W=w.astype(np.float32), M=None)
     else:
         w = np.eye(n_channels)
     sigma = sc.get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=random_kwargs, **_QUIET)
@@ -92,21 +98,35 @@ def preprocess(recording, params: PreprocessParams, seed: int, scratch: Path | N
         raise InputError("whitening left a channel with zero noise; set whiten=false")
     rec = spre.scale(rec, gain=(1.0 / sigma).astype("float32"), dtype="float32")
     to_model = w @ np.diag(1.0 / sigma)
-    if q > 1:
-        # the band-pass above is the anti-alias filter: freq_max <= 0.4 x the model rate
-        rec = spre.decimate(rec, decimation_factor=q, antialias=False)
-    held = cache_plan(_float32_bytes(rec), params)
-    if held == "disk" and scratch is None:
-        held = "lazy"  # preprocess() called on its own, with no folder that lives as long as its result
-    if held == "memory":
-        rec = _hold_in_memory(rec, params.cache_mb)
-    elif held == "disk":
-        rec = _hold_on_disk(rec, scratch)
+    rec, held = _hold(rec, cache_plan(_float32_bytes(rec), params), scratch, "preprocessed")
+    if held != "lazy" and isinstance(filtered_copy, Path):
+        shutil.rmtree(filtered_copy, ignore_errors=True)  # everything later reads the result
     logger.info("preprocessed: band-pass %.0f-%.0f Hz, common median reference %s, motion correction %s, "
                 "whitening %s, model rate %.0f Hz (decimation %d), %s; noise %s µV", params.freq_min_hz, freq_max,
-                use_cmr, preset or "off", mode, fs / q, q, _HELD[held], np.array2string(noise_uv, precision=1))
-    return Preprocessed(recording=rec, filtered_uv=filtered_uv, to_model=to_model, noise_uv=noise_uv,
-                        decimation=q, motion_preset=preset, max_displacement_um=max_displacement_um)
+                use_cmr, preset or "off", mode, fs / q, q, _HELD["disk" if isinstance(held, Path) else held],
+                np.array2string(noise_uv, precision=1))
+    return Preprocessed(recording=rec, filtered_uv=_back_to_uv(rec, to_model, params.whiten), to_model=to_model,
+                        noise_uv=noise_uv, decimation=q, motion_preset=preset, max_displacement_um=max_displacement_um)
+
+
+def _whitening_matrix(rec, mode: str, radius_um: float, seed: int) -> np.ndarray:
+    """SpikeInterface's whitening matrix ``W`` ``(n_channels, n_channels)`` of ``rec`` (no mean: band-passed traces
+    are centred), global or local within ``radius_um``."""
+    from spikeinterface.preprocessing.whiten import compute_whitening_matrix
+
+    w, _ = compute_whitening_matrix(rec, mode, dict(seed=seed), apply_mean=False,
+                                    radius_um=radius_um if mode == "local" else None)
+    return np.asarray(w, dtype=np.float64)
+
+
+def _back_to_uv(rec, to_model: np.ndarray, whitened: bool):
+    """The band-passed (referenced, motion-corrected) µV traces at the model rate, read from the result:
+    ``x = y A^{-1}`` per sample (a diagonal scaling when nothing was whitened)."""
+    import spikeinterface.preprocessing as spre
+
+    if not whitened:
+        return spre.scale(rec, gain=np.diag(to_model).astype(np.float64) ** -1, dtype="float32")
+    return spre.whiten(rec, dtype="float32", W=np.linalg.inv(to_model).astype(np.float32), M=None)
 
 
 def model_rate(fs: float, params: PreprocessParams) -> tuple[float, int]:
@@ -150,22 +170,24 @@ def cache_base(params: PreprocessParams, output_folder: Path | None) -> Path:
 def check_cache_room(recording, params: PreprocessParams, base: Path) -> None:
     """Refuse, before any heavy work, a disk cache that ``base`` (a folder, or where one will be made) has
     no room for; the message says how to make room or avoid the cache."""
-    import shutil
-
     if params.cache_dir and not Path(params.cache_dir).expanduser().is_dir():
         raise InputError(f"cache_dir {params.cache_dir!r} is not an existing folder; create it or leave "
                          "cache_dir empty (the cache then goes in the output folder)")
     n_bytes = _float32_bytes(recording, model_rate(recording.get_sampling_frequency(), params)[1])
-    if cache_plan(n_bytes, params) != "disk":
+    # the result, and with motion correction the band-passed copy it is computed from (both on disk at once)
+    copies = [cache_plan(n_bytes, params)]
+    if motion_preset(recording, params.motion_correction) is not None:
+        copies.append(cache_plan(2 * n_bytes, params))
+    if "disk" not in copies:
         return
-    need = n_bytes * np.dtype(DISK_CACHE_DTYPE).itemsize // 4
+    need = copies.count("disk") * n_bytes * np.dtype(DISK_CACHE_DTYPE).itemsize // 4
     probe = base
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if need > 0.95 * free:
         raise InputError(f"the preprocessed recording is larger than cache_mb={params.cache_mb:g} MB and its disk "
-                         f"cache needs {need / 1e9:.1f} GB in {probe}, which has {free / 1e9:.1f} GB free: free "
+                         f"cache needs {need / 1e9:.1f} GB{' (two copies during motion correction)' if copies.count('disk') > 1 else ''} in {probe}, which has {free / 1e9:.1f} GB free: free "
                          "space there, point cache_dir at a larger disk, raise cache_mb (memory), or set "
                          "cache_on_disk=false (no disk, but 1.5-2x slower or more)")
 
@@ -180,15 +202,25 @@ def _save_jobs() -> int:
     return usable_cpus() if not multiprocessing.current_process().daemon else 1
 
 
-def _hold_on_disk(rec, scratch: Path):
-    """``rec`` computed once, in parallel, into a float16 binary file in ``scratch``, read back as float32.
+def _hold(rec, plan: str, scratch: Path | None, name: str):
+    """``rec`` computed once where ``plan`` (:func:`cache_plan`) says: returns the recording later steps read and
+    where it is held ('memory', the disk folder, or 'lazy': not held, ``rec`` itself)."""
+    if plan == "memory":
+        return _hold_in_memory(rec), "memory"
+    if plan == "disk" and scratch is not None:
+        folder = Path(scratch) / name
+        return _hold_on_disk(rec, folder), folder
+    return rec, "lazy"
 
-    float16 keeps 11 significant bits: on these unit-noise traces a rounding error of at most 2^-11 of each
-    value, far below the noise (1); it halves the disk and the reads.
+
+def _hold_on_disk(rec, folder: Path):
+    """``rec`` computed once, in parallel, into a float16 binary file in ``folder``, read back as float32.
+
+    float16 keeps 11 significant bits: a rounding error of at most 2^-11 of each value, far below the noise
+    (1 on the model's unit-noise traces, a few µV on band-passed ones); it halves the disk and the reads.
     """
     import spikeinterface.preprocessing as spre
 
-    folder = Path(scratch) / "preprocessed"
     t0 = time.perf_counter()
     saved = rec.save(format="binary", folder=folder, dtype=DISK_CACHE_DTYPE, n_jobs=_save_jobs(), chunk_duration="1s",
                      progress_bar=False, verbose=False)
@@ -196,18 +228,14 @@ def _hold_on_disk(rec, scratch: Path):
     return spre.astype(saved, dtype="float32")
 
 
-def _hold_in_memory(rec, cache_mb: float):
-    """``rec`` computed once into memory when it takes at most ``cache_mb`` MB, else None.
+def _hold_in_memory(rec):
+    """``rec`` computed once into memory.
 
     With more than one usable CPU the chunks are computed in parallel into shared memory (when
     ``/dev/shm`` has twice the room and this process may start others: a daemonic one, a dask
     worker say, may not), otherwise in this process.
     """
-    import shutil
-
     n_bytes = _float32_bytes(rec)
-    if cache_mb <= 0 or n_bytes > cache_mb * 2**20:
-        return None
     n_jobs = _save_jobs()
     try:
         shared = n_jobs > 1 and shutil.disk_usage("/dev/shm").free > 2 * n_bytes

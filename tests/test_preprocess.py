@@ -7,7 +7,7 @@ from crsae_sort.errors import InputError
 from crsae_sort.preprocess import check_cache_room, motion_preset, preprocess, whitening_mode
 
 
-def _recording(num_channels, columns, duration_s=2.0, seed=0):
+def _recording(num_channels, columns, duration_s=2.0, seed=0, fs=25000.0):
     from probeinterface import generate_multi_columns_probe
     from spikeinterface.core import generate_ground_truth_recording
 
@@ -17,7 +17,7 @@ def _recording(num_channels, columns, duration_s=2.0, seed=0):
                                              xpitch=20, ypitch=20)
         probe.set_device_channel_indices(np.arange(num_channels))
     rec, _ = generate_ground_truth_recording(durations=[duration_s], num_channels=num_channels, num_units=4,
-                                             probe=probe, seed=seed)
+                                             probe=probe, seed=seed, sampling_frequency=fs)
     return rec
 
 
@@ -107,12 +107,52 @@ def test_disk_cache_room_and_folder_are_checked_before_any_work(tmp_path, monkey
     hour = generate_recording(num_channels=384, durations=[3600.0], sampling_frequency=30000.0)  # lazy: no samples
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100e9, 70e9, 30e9))
-    with pytest.raises(InputError, match=r"needs 41\.5 GB in .* 30\.0 GB free.*cache_dir.*cache_on_disk=false"):
+    two_copies = r"needs 82\.9 GB \(two copies during motion correction\) in .* 30\.0 GB free.*cache_dir.*cache_on_disk=false"
+    with pytest.raises(InputError, match=two_copies):
         check_cache_room(hour, PreprocessParams(), tmp_path / "not_yet" / "made")   # checked where it will be made
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100e9, 50e9, 50e9))
-    check_cache_room(hour, PreprocessParams(), tmp_path)                            # 41.5 GB of 50 free: room
+    check_cache_room(hour, PreprocessParams(motion_correction="off"), tmp_path)     # one copy: 41.5 GB of 50 free
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100e9, 10e9, 90e9))
+    check_cache_room(hour, PreprocessParams(), tmp_path)                            # 82.9 GB of 90 free: room
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100e9, 99e9, 1e9))
     check_cache_room(hour, PreprocessParams(cache_on_disk=False), tmp_path)          # lazy: no disk needed
     check_cache_room(hour, PreprocessParams(cache_mb=1e6), tmp_path)                 # fits in memory
     with pytest.raises(InputError, match="not an existing folder"):
         check_cache_room(hour, PreprocessParams(cache_dir=str(tmp_path / "missing")), tmp_path)
+
+
+def test_decimating_first_gives_the_traces_of_filter_reference_whiten_then_decimate():
+    """Decimation comes right after the band-pass: the median reference, whitening and scaling act on each sample
+    alone, so the model sees what SpikeInterface's chain in the textbook order (decimation last) gives with the
+    same matrix A; and filtered_uv reads the µV traces back (y A^-1) at the model rate."""
+    import spikeinterface.preprocessing as spre
+
+    rec = _recording(32, 2, duration_s=3.0, seed=6, fs=30000.0)
+    pre = preprocess(rec, PreprocessParams(motion_correction="off"), seed=0)
+    assert pre.decimation == 2
+    band = spre.common_reference(spre.bandpass_filter(rec, freq_min=300.0, freq_max=6000.0, dtype="float32"),
+                                 reference="global", operator="median")
+    late = spre.decimate(spre.whiten(band, W=pre.to_model.astype(np.float32), M=None, dtype="float32"), 2,
+                         antialias=False)
+    a = pre.recording.get_traces(start_frame=500, end_frame=40000)
+    b = late.get_traces(start_frame=500, end_frame=40000)
+    assert a.std() > 0.5 and np.abs(a).max() > 5.0          # unit noise and spikes
+    np.testing.assert_allclose(a, b, atol=2e-3)               # filter margins of other chunks, float32 rounding
+    x = pre.filtered_uv.get_traces(start_frame=500, end_frame=40000)
+    assert pre.filtered_uv.get_sampling_frequency() == pre.recording.get_sampling_frequency()
+    np.testing.assert_allclose(x, band.get_traces(start_frame=1000, end_frame=80000)[::2], atol=2e-2)  # µV
+
+
+def test_motion_correction_reads_the_raw_samples_once_and_its_disk_copy_is_removed(tmp_path):
+    """Larger than cache_mb with motion correction: the band-passed traces go to a float16 file once, the motion
+    estimate and the result read it, and it is deleted once the result is written; the result is the one held in
+    memory up to float16 rounding."""
+    rec = _recording(32, 2, duration_s=4.0, seed=3)
+    held = preprocess(rec, PreprocessParams(motion_correction="rigid_fast"), seed=0)
+    disk = preprocess(rec, PreprocessParams(motion_correction="rigid_fast", cache_mb=0), seed=0, scratch=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["preprocessed"]   # the band-passed copy is gone
+    assert disk.max_displacement_um == pytest.approx(held.max_displacement_um, abs=1.0)
+    a = held.recording.get_traces(start_frame=1000, end_frame=30000)
+    b = disk.recording.get_traces(start_frame=1000, end_frame=30000)
+    assert a.std() > 0.5
+    np.testing.assert_allclose(b, a, rtol=4e-3, atol=0.01)   # two float16 roundings (µV copy, result), mixed by A

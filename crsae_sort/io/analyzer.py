@@ -29,6 +29,28 @@ def memory_analyzer(sorting, recording, main_channels: np.ndarray | None = None)
                                        job_kwargs=QUIET)
 
 
+def at_rate(sorting, recording, spikes: np.ndarray | None = None):
+    """``sorting`` (and its ``spikes`` table) timed in the samples of ``recording``, which may be sampled an
+    integer ``q`` times slower than the sorting (the model-rate traces of a decimated sort, whose spike times are
+    multiples of ``q``): sample ``i`` becomes ``i // q``. Returns ``(sorting, spikes)``, unchanged when ``q`` is 1."""
+    from spikeinterface.core import NumpySorting
+
+    ratio = sorting.sampling_frequency / recording.sampling_frequency
+    q = int(round(ratio))
+    if q < 1 or abs(ratio - q) > 1e-6 * q:
+        raise ValueError(f"the sorting's rate {sorting.sampling_frequency} Hz is not an integer multiple of the "
+                         f"recording's {recording.sampling_frequency} Hz")
+    if q == 1:
+        return sorting, spikes
+    vector = sorting.to_spike_vector().copy()
+    vector["sample_index"] //= q
+    out = NumpySorting(vector, recording.sampling_frequency, sorting.unit_ids)
+    if spikes is not None:
+        spikes = spikes.copy()
+        spikes["sample_index"] //= q
+    return out, spikes
+
+
 def attach_extension(analyzer, name: str, data: dict, **params) -> None:
     """Give ``analyzer`` the extension ``name`` with ``data`` already computed (``params`` as SpikeInterface
     would record them; the others at its defaults)."""

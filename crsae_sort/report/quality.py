@@ -65,10 +65,13 @@ def _computed_metrics(sorting, filtered_uv, bin_s: float):
     from spikeinterface.core import create_sorting_analyzer
     from spikeinterface.metrics import compute_quality_metrics
 
+    from ..io.analyzer import at_rate
+
     logger.info("report: quality metrics %s", QUALITY_METRICS)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        analyzer = create_sorting_analyzer(sorting, filtered_uv, sparse=False, format="memory", job_kwargs=_QUIET)
+        analyzer = create_sorting_analyzer(at_rate(sorting, filtered_uv)[0], filtered_uv, sparse=False,
+                                           format="memory", job_kwargs=_QUIET)
         analyzer.compute(["random_spikes", "templates", "noise_levels", "spike_amplitudes"], verbose=False,
                          **_QUIET)
         metrics = compute_quality_metrics(analyzer, metric_names=QUALITY_METRICS, verbose=False,
