@@ -276,6 +276,9 @@ def motion_preset(recording, choice: str) -> str | None:
     return "dredge_fast" if long_probe else None
 
 
+DREDGE_ONLINE_S = 1800.0  # beyond this length DREDge runs online (docs/benchmarks.md: its memory against length)
+
+
 def _correct_motion(rec, preset: str):
     """``correct_motion(rec, preset)`` on this process's threads; returns the corrected recording and the
     largest absolute estimated displacement, µm."""
@@ -284,8 +287,15 @@ def _correct_motion(rec, preset: str):
     from .threads import usable_cpus
 
     jobs = dict(n_jobs=usable_cpus(), chunk_duration="1s", progress_bar=False)
+    duration_s = sum(rec.get_num_samples(s) for s in range(rec.get_num_segments())) / rec.get_sampling_frequency()
+    batching = {}
+    if preset.startswith("dredge") and duration_s > DREDGE_ONLINE_S:
+        # DREDge's whole-recording mode holds (windows x T x T) arrays, T the 1-s bins: memory grows with the
+        # square of the length; its online mode solves 1000-s batches in turn, flat in length
+        batching = dict(estimate_motion_kwargs=dict(batching_mode="online"))
+        logger.info("motion estimate in DREDge's online mode (recording longer than %.0f s)", DREDGE_ONLINE_S)
     try:
-        corrected, motion = correct_motion(rec, preset=preset, output_motion=True, **jobs)
+        corrected, motion = correct_motion(rec, preset=preset, output_motion=True, **batching, **jobs)
     except Exception as exc:  # too few peaks to estimate drift, say; the message says what to do
         raise InputError(f"motion correction ({preset}) failed: {exc}; sort with motion_correction=off, "
                          "or a longer recording") from exc

@@ -32,7 +32,7 @@ def test_restricted_gram_on_every_entry_is_HtH():
     g = torch.Generator().manual_seed(3)
     s = torch.relu(torch.randn(3, n_codes, generator=g) - 1.0)
     everything = torch.ones(3, n_codes, dtype=torch.bool)
-    time_idx, atom_idx = torch.nonzero(everything.t(), as_tuple=True)
+    atom_idx, time_idx = torch.nonzero(everything, as_tuple=True)          # sorted by (atom, time)
     q = restricted_gram(atom_idx, time_idx, gram_table(model.dictionary.detach()))
     qs = torch.zeros(3, n_codes)
     qs[atom_idx, time_idx] = q @ s[atom_idx, time_idx]
@@ -130,6 +130,47 @@ def test_gram_apply_of_sparse_codes_is_HtH():
         expected = op.H_adjoint(op.H(z))
         got = gram_apply(z, gram_table(model.dictionary), max_elements=500)  # several groups of non-zeros
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_local_atoms_far_apart_are_not_neighbours_and_products_stay_exact():
+    """Atoms on channels far apart share no Gram entry: neighbours() leaves them out, and Q_AA and Q z computed
+    over neighbours only equal H^T H of the operator itself."""
+    from crsae_sort.model.working_set import neighbours
+
+    model = _local_model()
+    table = gram_table(model.dense_dictionary().detach())
+    near = neighbours(table)
+    assert near.shape[1] < 5                                     # atom 0 (rows 0-1) and atom 3 (row 7) share nothing
+    assert 3 not in near[0].tolist() and 0 in near[0].tolist()
+    g = torch.Generator().manual_seed(8)
+    z = torch.relu(torch.randn(2, 5, 300, generator=g) - 2.0)
+    op = model.operator()
+    with torch.no_grad():
+        expected = op.H_adjoint(op.H(z))
+        assert torch.allclose(gram_apply(z, table, max_elements=700), expected, atol=1e-4)
+        atom_idx, batch_idx, time_idx = torch.nonzero(torch.ones(5, 1, 300, dtype=torch.bool), as_tuple=True)
+        q = restricted_gram(atom_idx, time_idx, table)
+        qs = torch.zeros(5, 300)
+        qs[atom_idx, time_idx] = q @ z[0][atom_idx, time_idx]
+    assert torch.allclose(qs, expected[0], atol=1e-4)
+
+
+def test_local_gram_table_equals_the_dense_one_and_its_gradient():
+    """The Gram table of local atoms, computed only for pairs that share a channel, is the dense table of the
+    same templates, and so is its gradient with respect to the atoms."""
+    from crsae_sort.model.local_operator import local_gram_table, to_dense
+
+    model = _local_model()
+    a = model.dictionary.detach().clone().requires_grad_(True)
+    b = a.detach().clone().requires_grad_(True)
+    local = local_gram_table(a, model.support, model.mask, model.n_channels)
+    dense = gram_table(to_dense(b, model.support, model.mask, model.n_channels))
+    assert (dense.abs().amax(-1) == 0).any()                   # atoms far apart: zero blocks, skipped
+    assert torch.allclose(local, dense, atol=1e-5)
+    w = torch.randn(dense.shape, generator=torch.Generator().manual_seed(1))
+    (local * w).sum().backward()
+    (dense * w).sum().backward()
+    assert torch.allclose(a.grad * model.mask.unsqueeze(-1), b.grad * model.mask.unsqueeze(-1), atol=1e-4)
 
 
 def test_working_set_on_the_device(device):

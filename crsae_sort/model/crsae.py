@@ -18,7 +18,8 @@ from torch import nn
 
 from .encoders import make_encoder
 from .encoders.base import Encoder
-from .local_operator import LocalConvOperator, lipschitz_bound_local, local_layout, to_dense, to_local
+from .local_operator import (LocalConvOperator, lipschitz_bound_local, local_gram_table, local_layout, to_dense,
+                             to_local)
 from .operator import ConvOperator, lipschitz_bound, lipschitz_constant
 from .working_set import encode_working_set, gram_table
 
@@ -135,9 +136,16 @@ class CRsAE(nn.Module):
         """
         lam = self.lam if track_lambda_grad else self.lam.detach()
         op, enc = self.operator(), self.encoder
-        table = gram_table(self._templates()) if table is None else table
+        table = self.gram_table() if table is None else table
         return encode_working_set(y, op, table, lam, self.lipschitz, enc.n_iter, enc.positive, enc.extrapolates,
                                   screen, lambda y_: enc(y_, op, lam, self.lipschitz), counts=counts)
+
+    def gram_table(self) -> torch.Tensor:
+        """The templates' Gram table ``(C, C, 2K - 1)`` (:func:`~.working_set.gram_table`), in the graph of the
+        dictionary; for local atoms only the pairs that share a channel (:func:`~.local_operator.local_gram_table`)."""
+        if self.is_local:
+            return local_gram_table(self.dictionary, self.support, self.mask, self.n_channels)
+        return gram_table(self.dictionary)
 
     def _templates(self) -> torch.Tensor:
         """The dense templates ``(C, M, K)``, in the graph of the dictionary parameter."""

@@ -73,6 +73,29 @@ def to_dense(a: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, n_chann
     return a.new_zeros(a.shape[0], n_channels, a.shape[2]).scatter_add(1, index, a * mask.unsqueeze(-1))
 
 
+def local_gram_table(a: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, n_channels: int) -> torch.Tensor:
+    """The Gram table ``G`` ``(C, C, 2K - 1)`` of local atoms ``a`` ``(C, S, K)`` on channels ``support``
+    (``mask`` False on padding), ``G[c, c', d + K - 1] = sum_m sum_k h[c, m, k] h[c', m, k - d]``: equal to
+    :func:`~crsae_sort.model.working_set.gram_table` of :func:`to_dense`, computed only for the pairs that
+    share a channel (zero elsewhere), each on atom ``c``'s ``S`` channels, as one grouped ``conv1d``:
+    ``nb C S K (2K - 1)`` multiply-adds, ``nb`` the most atoms one atom shares a channel with, where the dense
+    table costs ``C^2 M K (2K - 1)`` (384 channels, 116 atoms: ~150x less). Differentiable in ``a``."""
+    n_atoms, width, k = a.shape
+    on = torch.zeros(n_atoms, n_channels, dtype=a.dtype, device=a.device).scatter(1, support, mask.to(a.dtype))
+    share = (on @ on.T > 0) | torch.eye(n_atoms, dtype=torch.bool, device=a.device)
+    n_near = int(share.sum(dim=1).max())
+    index = torch.arange(n_atoms, device=a.device).expand(n_atoms, n_atoms)
+    near = torch.where(share, index, n_atoms).sort(dim=1).values[:, :n_near]        # (C, nb), C: no atom
+    dense = torch.cat([to_dense(a, support, mask, n_channels), a.new_zeros(1, n_channels, k)])
+    # other[c, j, s, :] = h[near[c, j], support[c, s], :]: each neighbour on atom c's own channels
+    other = dense[near.unsqueeze(-1), support.unsqueeze(1)]                           # (C, nb, S, K)
+    x = F.pad(other.permute(1, 0, 2, 3).reshape(n_near, n_atoms * width, k), (k - 1, k - 1))
+    out = F.conv1d(x, a * mask.unsqueeze(-1), groups=n_atoms)                        # (nb, C, 2K - 1)
+    values = out.permute(1, 0, 2).flip(-1)                                            # G[c, near[c, j], :]
+    table = a.new_zeros(n_atoms, n_atoms + 1, 2 * k - 1)
+    return table.scatter(1, near.unsqueeze(-1).expand(-1, -1, 2 * k - 1), values)[:, :n_atoms]
+
+
 def to_local(dictionary: torch.Tensor, support: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The local dictionary ``a[c,s,k] = mask[c,s] h[c, support[c,s], k]`` ``(C, S, K)`` of a dense ``h``."""
     index = support.unsqueeze(-1).expand(-1, -1, dictionary.shape[2])

@@ -56,29 +56,48 @@ def gram_table(dictionary: torch.Tensor) -> torch.Tensor:
     return out.transpose(0, 1).flip(-1).contiguous()
 
 
+def neighbours(table: torch.Tensor) -> torch.Tensor:
+    """Each atom's neighbours ``(C, nb)``: the atoms ``c'`` whose table ``G[c, c', :]`` is not all zero (atoms
+    that share a channel; with spatially local atoms far fewer than ``C``), in increasing order, padded with
+    ``C`` (no atom)."""
+    n_atoms = table.shape[0]
+    overlap = table.detach().abs().amax(dim=-1) > 0
+    overlap |= torch.eye(n_atoms, dtype=torch.bool, device=table.device)
+    width = int(overlap.sum(dim=1).max())
+    index = torch.arange(n_atoms, device=table.device).expand(n_atoms, n_atoms)
+    return torch.where(overlap, index, n_atoms).sort(dim=1).values[:, :width]
+
+
 def restricted_gram(atom: torch.Tensor, time: torch.Tensor, table: torch.Tensor, sparse: bool = True):
     """``Q_AA`` ``(|A|, |A|)``: ``Q[i, j] = G[c_i, c_j, n_j - n_i]`` for ``|n_j - n_i| < K``.
 
-    atom, time: ``(|A|,)`` int64, the entries of the working set sorted by ``time``;
-    table: :func:`gram_table` ``(C, C, 2K - 1)``. Returns a sparse CSR matrix, or with
+    atom, time: ``(|A|,)`` int64, the entries of the working set sorted by ``(atom, time)``;
+    table: :func:`gram_table` ``(C, C, 2K - 1)``. Only pairs of :func:`neighbours` are looked for (for each
+    entry and each neighbour atom, the entries of that atom within ``K`` samples: two searches in the sorted
+    keys ``atom * span + time``), so local atoms far apart cost nothing. Returns a sparse CSR matrix, or with
     ``sparse=False`` the triplets ``(rows, cols, values)`` (differentiable in ``table``; products
     through :func:`gram_product`), for when the dictionary's gradient is wanted.
     """
-    k = (table.shape[-1] + 1) // 2
-    n = len(time)
-    lo = torch.searchsorted(time, time - (k - 1))
-    hi = torch.searchsorted(time, time + k)
-    counts = hi - lo
+    n_lags = table.shape[-1]
+    n_atoms, k, n = table.shape[0], (n_lags + 1) // 2, len(time)
+    span = (int(time.max()) if n else 0) + 2 * k
+    key = atom * span + time                                              # increasing
+    near = neighbours(table)[atom]                                        # (|A|, nb), C where none
+    lo = torch.searchsorted(key, near * span + (time - (k - 1)).view(-1, 1))
+    hi = torch.searchsorted(key, near * span + (time + k).view(-1, 1))
+    per_pair = (hi - lo).reshape(-1)                                      # entries of each (i, neighbour)
+    counts = (hi - lo).sum(dim=1)
     crow = torch.zeros(n + 1, dtype=torch.int64, device=time.device)
     torch.cumsum(counts, 0, out=crow[1:])
-    # entry j of row i (its neighbours lo[i] .. hi[i] - 1 in time order) and its value G[c_i, c_j, n_j - n_i]
-    cols = torch.arange(int(crow[-1]), device=time.device) - torch.repeat_interleave(crow[:-1] - lo, counts)
-    n_lags = table.shape[-1]
-    row_part = torch.repeat_interleave(atom * (table.shape[1] * n_lags) - time + k - 1, counts)
+    first = torch.cumsum(per_pair, 0) - per_pair                          # where each (i, neighbour) run starts
+    cols = (torch.arange(int(crow[-1]), device=time.device)
+            + torch.repeat_interleave(lo.reshape(-1) - first, per_pair))
+    rows = torch.repeat_interleave(torch.arange(n, device=time.device), counts)
     # index_select, not [...]: its backward sums repeated indices in a fixed order (deterministic on CPU)
-    values = table.reshape(-1).index_select(0, row_part + (atom * n_lags + time)[cols])
+    flat = (atom[rows] * n_atoms + atom[cols]) * n_lags + time[cols] - time[rows] + k - 1
+    values = table.reshape(-1).index_select(0, flat)
     if not sparse:
-        return torch.repeat_interleave(torch.arange(n, device=time.device), counts), cols, values
+        return rows, cols, values
     with warnings.catch_warnings():  # torch calls its CSR support "beta"; matrix-vector products are all we use
         warnings.simplefilter("ignore", UserWarning)
         index = torch.int32 if len(values) < 2**31 else torch.int64  # int32 indices: products ~2x faster on CPU
@@ -98,26 +117,30 @@ def gram_apply(z: torch.Tensor, table: torch.Tensor, max_elements: int = 1 << 24
 
         (Q z)[b, c, n] = sum_{(c', u): z[b, c', u] != 0} G[c, c', u - n] z[b, c', u]
 
-    Each non-zero adds ``z G[:, c', :]`` (``C x (2K - 1)`` values) around its time; the non-zeros
-    are taken in groups of at most ``max_elements`` added values. Costs ``nnz(z) C (2K - 1)`` where
-    the dense ``H^T (H z)`` costs ``4 C M K`` per sample.
+    Each non-zero of atom ``c'`` adds ``z G[c, c', :]`` for its :func:`neighbours` ``c`` (``nb x (2K - 1)``
+    values) around its time; the non-zeros are taken in groups of at most ``max_elements`` added values.
+    Costs ``nnz(z) nb (2K - 1)`` where the dense ``H^T (H z)`` costs ``4 C M K`` per sample.
     """
     n_batch, n_atoms, n_codes = z.shape
     n_lags = table.shape[-1]
     k = (n_lags + 1) // 2
     width = n_codes + 2 * (k - 1)
-    out = z.new_zeros(n_batch * width, n_atoms)           # time-major: each non-zero adds one (2K - 1, C) block
+    near = neighbours(table)                                                    # (C, nb), C where none
+    out = z.new_zeros(n_batch * width * (n_atoms + 1))      # time-major, one spare column for "no atom"
     b_idx, c_idx, u_idx = torch.nonzero(z, as_tuple=True)
-    # blocks[c', i, c] = G[c, c', K - 1 - i]: lag d = K - 1 - i lands at n = u - (K - 1) + i
-    blocks = table.flip(-1).permute(1, 2, 0).contiguous()
-    lags = torch.arange(n_lags, device=z.device).view(1, -1)
-    step = max(1, max_elements // (n_atoms * n_lags))
+    # blocks[c', i, j] = G[near[c', j], c', K - 1 - i]: lag d = K - 1 - i lands at n = u - (K - 1) + i
+    padded = torch.cat([table, table.new_zeros(1, n_atoms, n_lags)])            # G[C, ., .] = 0
+    blocks = padded[near, torch.arange(n_atoms, device=z.device).view(-1, 1)]   # (C, nb, 2K - 1)
+    blocks = blocks.flip(-1).transpose(1, 2).contiguous()                       # (C, 2K - 1, nb)
+    lags = torch.arange(n_lags, device=z.device).view(1, -1, 1)
+    step = max(1, max_elements // (near.shape[1] * n_lags))
     for lo in range(0, len(u_idx), step):
         b, c, u = b_idx[lo: lo + step], c_idx[lo: lo + step], u_idx[lo: lo + step]
-        values = blocks[c] * z[b, c, u].view(-1, 1, 1)                          # (nz, 2K - 1, C)
-        rows = (b * width + u).view(-1, 1) + lags                               # padded by K - 1 on the left
-        out.index_add_(0, rows.reshape(-1), values.reshape(-1, n_atoms))
-    return out.view(n_batch, width, n_atoms)[:, k - 1: k - 1 + n_codes].transpose(1, 2)
+        values = blocks[c] * z[b, c, u].view(-1, 1, 1)                          # (nz, 2K - 1, nb)
+        rows = (b * width + u).view(-1, 1, 1) + lags                            # padded by K - 1 on the left
+        out.index_add_(0, (rows * (n_atoms + 1) + near[c].unsqueeze(1)).reshape(-1), values.reshape(-1))
+    out = out.view(n_batch, width, n_atoms + 1)[:, k - 1: k - 1 + n_codes, :n_atoms]
+    return out.transpose(1, 2)
 
 
 def restricted_iterations(b: torch.Tensor, gram, bias: torch.Tensor, step, n_iter: int,
@@ -194,7 +217,7 @@ def _solve_on_set(in_set, corr, table, lam, lipschitz, n_iter, positive, use_mom
     """The T iterations on the entries of ``in_set`` ``(B, C, n)``; codes ``(B, C, n)``, zero elsewhere."""
     n_batch, n_atoms, n_codes = in_set.shape
     k = (table.shape[-1] + 1) // 2
-    batch_idx, time_idx, atom_idx = torch.nonzero(in_set.transpose(1, 2), as_tuple=True)  # sorted by (b, n, c)
+    atom_idx, batch_idx, time_idx = torch.nonzero(in_set.transpose(0, 1), as_tuple=True)  # sorted by (c, b, n)
     z = corr.new_zeros(n_batch, n_atoms, n_codes)
     if len(time_idx) == 0:
         return z
