@@ -276,7 +276,10 @@ def motion_preset(recording, choice: str) -> str | None:
     return "dredge_fast" if long_probe else None
 
 
-DREDGE_ONLINE_S = 1800.0  # beyond this length DREDge runs online (docs/benchmarks.md: its memory against length)
+# beyond DREDGE_ONLINE_S DREDge runs online, in batches of DREDGE_CHUNK_S (an int: SpikeInterface slices with it).
+# Measured on 384-channel peaks (docs/benchmarks.md, "DREDge's memory"): whole-recording mode 877 MB at 10 min,
+# 1246 MB at 20 min and growing; online 941 MB at 20 min, 1084 MB at 60 min
+DREDGE_ONLINE_S, DREDGE_CHUNK_S = 1200.0, 600
 
 
 def _correct_motion(rec, preset: str):
@@ -291,9 +294,10 @@ def _correct_motion(rec, preset: str):
     batching = {}
     if preset.startswith("dredge") and duration_s > DREDGE_ONLINE_S:
         # DREDge's whole-recording mode holds (windows x T x T) arrays, T the 1-s bins: memory grows with the
-        # square of the length; its online mode solves 1000-s batches in turn, flat in length
-        batching = dict(estimate_motion_kwargs=dict(batching_mode="online"))
-        logger.info("motion estimate in DREDge's online mode (recording longer than %.0f s)", DREDGE_ONLINE_S)
+        # square of the length; its online mode solves batches in turn, flat in length
+        batching = dict(estimate_motion_kwargs=dict(batching_mode="online", chunk_len_s=DREDGE_CHUNK_S))
+        logger.info("motion estimate in DREDge's online mode, %d-s batches (recording longer than %.0f s)",
+                    DREDGE_CHUNK_S, DREDGE_ONLINE_S)
     try:
         corrected, motion = correct_motion(rec, preset=preset, output_motion=True, **batching, **jobs)
     except Exception as exc:  # too few peaks to estimate drift, say; the message says what to do

@@ -156,3 +156,19 @@ def test_motion_correction_reads_the_raw_samples_once_and_its_disk_copy_is_remov
     b = disk.recording.get_traces(start_frame=1000, end_frame=30000)
     assert a.std() > 0.5
     np.testing.assert_allclose(b, a, rtol=4e-3, atol=0.01)   # two float16 roundings (µV copy, result), mixed by A
+
+
+def test_long_recordings_estimate_motion_in_dredges_online_mode(monkeypatch, caplog):
+    """Beyond DREDGE_ONLINE_S DREDge solves batches in turn (memory flat in length): here the limit is lowered
+    so that a 6-s recording takes that path, in 3-s batches, and still gets its displacement estimate."""
+    import logging
+
+    import crsae_sort.preprocess as pp
+
+    monkeypatch.setattr(pp, "DREDGE_ONLINE_S", 1.0)
+    monkeypatch.setattr(pp, "DREDGE_CHUNK_S", 3)
+    rec = _recording(64, 2, duration_s=6.0, seed=2)
+    with caplog.at_level(logging.INFO, logger="crsae_sort.preprocess"):
+        pre = preprocess(rec, PreprocessParams(motion_correction="dredge_fast"), seed=0)
+    assert "online mode, 3-s batches" in caplog.text
+    assert pre.max_displacement_um is not None and pre.max_displacement_um < 20.0   # no drift was planted
