@@ -151,3 +151,17 @@ def test_score_of_an_empty_sorting_and_of_a_hybrid_case(tmp_path):
     row = sorters.score(tmp_path / "gt", tmp_path / "found", {"0": 8.0, "1": 4.99}, exhaustive_gt=False,
                         selection_snrs={"0": 8.0, "1": 5.0})
     assert row["units"]["0"]["accuracy"] == 1.0 and row["accuracy_snr5"] == 0.5 and row["false_positive"] is None
+
+
+def test_throughput_floors_count_the_arithmetic_of_each_stage():
+    """The throughput table's floors: a 5-section band-pass forward and backward (9 flops a section) at the
+    recording rate, 2 flops per whitening non-zero at the model rate, and the encoder's correlation H^T y
+    (2 S K flops per atom and code sample) beside the dense unrolled encoder (4 C M K T)."""
+    from crsae_sort.bench.throughput import floors, whitening_nonzeros
+
+    assert whitening_nonzeros("tetrode", 100.0) == 16                     # global: every pair
+    assert 32 < whitening_nonzeros("32ch", 100.0) < 32 * 32                # local: neighbours within 100 um
+    f = floors(4, 16, 30000.0, 2, dict(n_templates=6, k=36, n_iter=50, support=4.0), gflops=1.0)
+    assert f["preprocess"] * 1e9 == pytest.approx(2 * 5 * 9 * 4 * 30000 + 2 * 16 * 15000)
+    assert f["correlation"] * 1e9 == pytest.approx(2 * 6 * 4 * 36 * 15000)
+    assert f["dense_encoder"] * 1e9 == pytest.approx(4 * 6 * 4 * 36 * 50 * 15000)

@@ -8,11 +8,14 @@ binary folders) it measures, in fresh processes one after another:
   file was just written);
 * crsae through ``run_sorter`` (the stages its ``summary.json`` records) and spykingcircus2 through
   ``run_sorter``, with the sorter comparison's settings and threads, scored on the units of SNR >= 5;
-* the floors: a band-pass (SpikeInterface's default: 5 second-order sections, forward and backward, ~9
-  flops a section, at the recording rate), the local whitening (2 flops per non-zero of ``W``, at the model
-  rate) and the encoder's dense-equivalent work (4 C M K flops per code sample and iteration), each in
-  seconds at the rate this machine's float32 matrix product reaches (measured in the same run). Initial
-  clustering and training have no floor to state: their work is set by the parameters, not the recording.
+* the floors, in seconds at the rate this machine's float32 matrix product reaches (measured in the same run):
+  preprocessing's arithmetic, a band-pass (SpikeInterface's default: 5 second-order sections, forward and
+  backward, 9 flops a section, at the recording rate) and the whitening (2 flops per non-zero of ``W``: the
+  channels within ``whitening_radius_um`` of each, from the probe, at the model rate); the encoder's one dense
+  step, the correlation ``H^T y`` (2 S K flops per atom and code sample, ``S`` the channels an atom keeps),
+  which the working set cannot avoid, beside the dense unrolled encoder's ``4 C M K T`` that it replaces.
+  Initial clustering and training have no floor to state: their work is set by the parameters (how many
+  seconds are clustered, how many windows trained on), not by the recording's length.
 
     python scripts/benchmark_throughput.py                       # 4, 32, 128, 384 channels, 60 s each
     python scripts/benchmark_throughput.py --cases tetrode 32ch --duration-s 10 --no-doc
@@ -31,7 +34,6 @@ CASES = ["tetrode", "32ch", "128ch", "np1_384"]
 PEER = "spykingcircus2"
 STAGES = ["preprocess", "init", "train", "grow", "inference", "curate", "export"]
 SOS_SECTIONS, FLOPS_PER_SECTION = 5, 9   # SpikeInterface's default band-pass: Butterworth order 5 -> 5 sections
-WHITENING_NEIGHBOURS = {"tetrode": 4, "32ch": 18, "128ch": 18, "np1_384": 18}  # non-zeros of a row of W
 SECTION = ("## Throughput: seconds per second of recording, stage by stage\n\n"
            "`python scripts/benchmark_throughput.py` (issue 25): each case sorted by crsae and by spykingcircus2 "
            "one after the other in one run, each in a fresh process through `run_sorter` (2 threads), beside "
@@ -53,29 +55,48 @@ def gemm_gflops(n: int = 1024, repeats: int = 5) -> float:
 
 
 def read_seconds(rec_folder: Path) -> float:
-    """Seconds to read every sample of the saved recording once, in 1-s chunks."""
+    """Seconds to read every sample of the saved recording once into memory, in 1-s chunks (a copy: the
+    binary folder's traces are memory-mapped views until touched)."""
+    import numpy as np
     import spikeinterface as si
 
     rec = si.load(rec_folder)
     fs, n = rec.get_sampling_frequency(), rec.get_num_samples()
     t0 = time.perf_counter()
     for start in range(0, n, int(fs)):
-        rec.get_traces(start_frame=start, end_frame=min(n, start + int(fs)))
+        np.array(rec.get_traces(start_frame=start, end_frame=min(n, start + int(fs))), copy=True)
     return time.perf_counter() - t0
 
 
-def floors(case: str, n_channels: int, fs_hz: float, decimation: int, encoder: dict | None,
-           gflops: float) -> dict:
-    """Per second of recording: the floor of each stage that has one, in seconds at ``gflops``.
+def whitening_nonzeros(case: str, radius_um: float) -> int:
+    """Non-zeros of the case's whitening matrix: pairs of channels within ``radius_um`` (every pair when all
+    lie within it: global whitening), as SpikeInterface's local whitening keeps them."""
+    import numpy as np
 
-    ``encoder``: n_templates, k (samples per atom) and n_iter of the model crsae built, for the encoder's
-    dense-equivalent work; None leaves it out."""
+    from .sorters_cases import CASES as ALL, make_probe
+
+    probe = make_probe(ALL[case][0])
+    if probe is None:  # SpikeInterface's tetrode: every pair
+        return ALL[case][0] ** 2
+    xy = np.asarray(probe.contact_positions, dtype=float)[:, :2]
+    return int((np.linalg.norm(xy[:, None] - xy[None], axis=-1) <= radius_um).sum())
+
+
+def floors(n_channels: int, whitening_nnz: int, fs_hz: float, decimation: int, encoder: dict | None,
+           gflops: float) -> dict:
+    """Per second of recording, in seconds at ``gflops``: ``preprocess`` (band-pass and whitening),
+    ``correlation`` (the encoder's ``H^T y``) and ``dense_encoder`` (the unrolled encoder run densely).
+
+    ``encoder``: the model's n_templates, k (samples per atom), n_iter and support (channels an atom keeps);
+    None leaves the encoder's out."""
     band = 2 * SOS_SECTIONS * FLOPS_PER_SECTION * n_channels * fs_hz
-    whiten = 2 * WHITENING_NEIGHBOURS[case] * n_channels * fs_hz / decimation
+    whiten = 2 * whitening_nnz * fs_hz / decimation
     out = {"preprocess": (band + whiten) / (gflops * 1e9)}
     if encoder:
-        flops = 4 * encoder["n_templates"] * n_channels * encoder["k"] * encoder["n_iter"] * fs_hz / decimation
-        out["inference"] = flops / (gflops * 1e9)
+        code_rate = fs_hz / decimation
+        out["correlation"] = 2 * encoder["n_templates"] * encoder["support"] * encoder["k"] * code_rate / (gflops * 1e9)
+        out["dense_encoder"] = (4 * encoder["n_templates"] * n_channels * encoder["k"] * encoder["n_iter"] * code_rate
+                                / (gflops * 1e9))
     return out
 
 
@@ -85,7 +106,8 @@ def run_case(work: Path, case: str, duration_s: float, threads: int, timeout_s: 
     from .sorters_cases import CASES as ALL, make_case
 
     rec_folder, gt_folder, snrs = make_case(work, case, duration_s)
-    row = dict(case=case, n_channels=ALL[case][0], duration_s=duration_s, read_s=read_seconds(rec_folder))
+    row = dict(case=case, n_channels=ALL[case][0], duration_s=duration_s, read_s=read_seconds(rec_folder),
+               commit=commit())
     for sorter in ("crsae", PEER):
         out = work / f"{case}_{duration_s:g}s" / f"throughput_{sorter}"
         res = run_sorter_in_child(sorter, rec_folder, out, threads, timeout_s)
@@ -93,9 +115,6 @@ def run_case(work: Path, case: str, duration_s: float, threads: int, timeout_s: 
             res["accuracy_snr5"] = score(gt_folder, out.parent / (out.name + "_sorting"), snrs)["accuracy_snr5"]
         row[sorter] = res
         emit(f"{case}: {sorter} {res.get('wall_s', float('nan')):.1f} s, {res['status']}")
-    shape = _encoder_shape(work / f"{case}_{duration_s:g}s" / "throughput_crsae")
-    row["decimation"] = shape.pop("decimation") if shape else 2
-    row["encoder"] = shape
     return row
 
 
@@ -109,26 +128,34 @@ def _encoder_shape(out: Path) -> dict | None:
     import torch
 
     model = load_model(folder / "model.pt", torch.device("cpu")).model
-    c, _, k = model.dense_dictionary().shape
-    return dict(n_templates=int(c), k=int(k), n_iter=int(model.n_iter), decimation=int(summary["decimation"]))
+    c, m, k = model.dense_dictionary().shape
+    support = float(model.mask.float().sum(dim=1).mean()) if model.is_local else float(m)
+    return dict(n_templates=int(c), k=int(k), n_iter=int(model.n_iter), support=support,
+                decimation=int(summary["decimation"]))
 
 
-def table(rows: list[dict], gflops: float) -> str:
+def table(rows: list[dict], work: Path, gflops: float) -> str:
     """The THROUGHPUT markdown: one row per case, seconds per second of recording."""
-    head = ("| channels | read | " + " | ".join(STAGES) + " | crsae total (x real time) | floor: preprocess / "
-            "inference | spykingcircus2 total (x real time) | crsae / spykingcircus2 time | accuracy SNR >= 5: "
-            "crsae / spykingcircus2 |")
+    from ..params import PreprocessParams
+
+    radius_um = PreprocessParams().whitening_radius_um
+    head = ("| channels | read | " + " | ".join(STAGES) + " | crsae total (x real time) | floors: preprocess / "
+            "H^T y (dense encoder) | spykingcircus2 total (x real time) | crsae / spykingcircus2 time | accuracy "
+            "SNR >= 5: crsae / spykingcircus2 |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         d, c, p = r["duration_s"], r["crsae"], r[PEER]
         stages = c.get("stages_s") or {}
         cells = [f"{stages[s] / d:.3f}" if s in stages else "-" for s in STAGES]
-        fl = floors(r["case"], r["n_channels"], 30000.0, r["decimation"], r["encoder"], gflops)
+        shape = _encoder_shape(work / f"{r['case']}_{d:g}s" / "throughput_crsae")
+        q = shape["decimation"] if shape else 2
+        fl = floors(r["n_channels"], whitening_nonzeros(r["case"], radius_um), 30000.0, q, shape, gflops)
         total = f"{c['wall_s'] / d:.3f} ({d / c['wall_s']:.2f}x)" if c["status"] == "ok" else "failed"
         peer = f"{p['wall_s'] / d:.3f} ({d / p['wall_s']:.2f}x)" if p["status"] == "ok" else "failed"
         ratio = f"{c['wall_s'] / p['wall_s']:.2f}" if c["status"] == p["status"] == "ok" else "-"
         acc = " / ".join(f"{x['accuracy_snr5']:.3f}" if x.get("accuracy_snr5") is not None else "-" for x in (c, p))
-        floor = f"{fl['preprocess']:.4f} / " + (f"{fl['inference']:.3f}" if "inference" in fl else "-")
+        floor = f"{fl['preprocess']:.4f} / " + (f"{fl['correlation']:.4f} ({fl['dense_encoder']:.2f})"
+                                                 if shape else "-")
         lines.append(f"| {r['n_channels']} | {r['read_s'] / d:.3f} | " + " | ".join(cells)
                      + f" | {total} | {floor} | {peer} | {ratio} | {acc} |")
     return "\n".join(lines)
@@ -142,16 +169,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--timeout-s", type=float, default=3600.0)
     ap.add_argument("--workdir", default=None, help="where recordings are generated (default: a temp dir)")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--table-only", action="store_true", help="sort nothing: the table again from the workdir's "
+                    "throughput.json and sorter folders, the read times and matrix-product rate measured again")
     args = ap.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="crsae_throughput_"))
     gflops = gemm_gflops()
-    rows = [run_case(work, case, args.duration_s, args.threads, args.timeout_s) for case in args.cases]
-    text = (f"Commit {commit()}. Hardware: {hardware()}; float32 matrix product {gflops:.0f} GFLOP/s (the floors' "
+    if args.table_only:
+        rows = json.loads((work / "throughput.json").read_text())
+        for r in rows:
+            r["read_s"] = read_seconds(work / f"{r['case']}_{r['duration_s']:g}s" / "recording")
+    else:
+        rows = [run_case(work, case, args.duration_s, args.threads, args.timeout_s) for case in args.cases]
+        (work / "throughput.json").write_text(json.dumps(rows, indent=1))
+    again = " (the table and the read times made again with --table-only)" if args.table_only else ""
+    text = (f"Commit {rows[0].get('commit') or commit()}{again}. Hardware: {hardware()}; float32 matrix product {gflops:.0f} GFLOP/s (the floors' "
             f"yardstick). Recordings: the sorter comparison's generated cases, {args.duration_s:g} s each, 30 kHz, "
             "saved as binary folders. Every cell is seconds per second of recording (lower is faster); "
-            "`read` is reading every sample once.\n\n" + table(rows, gflops))
+            "`read` is reading every sample once.\n\n" + table(rows, work, gflops))
     emit(text)
     if not args.no_doc:
         write_block(DOC, "THROUGHPUT", text, section=SECTION)
-    (work / "throughput.json").write_text(json.dumps(rows, indent=1))
     return rows
