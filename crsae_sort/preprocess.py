@@ -105,8 +105,10 @@ def preprocess(recording, params: PreprocessParams, seed: int, scratch: Path | N
                 "whitening %s, model rate %.0f Hz (decimation %d), %s; noise %s µV", params.freq_min_hz, freq_max,
                 use_cmr, preset or "off", mode, fs / q, q, _HELD["disk" if isinstance(held, Path) else held],
                 np.array2string(noise_uv, precision=1))
-    return Preprocessed(recording=rec, filtered_uv=_back_to_uv(rec, to_model, params.whiten), to_model=to_model,
-                        noise_uv=noise_uv, decimation=q, motion_preset=preset, max_displacement_um=max_displacement_um)
+    # the band-passed (referenced, motion-corrected) µV traces read back from the result: x = y A^-1 per sample
+    filtered_uv = spre.whiten(rec, dtype="float32", W=np.linalg.inv(to_model).astype(np.float32), M=None)
+    return Preprocessed(recording=rec, filtered_uv=filtered_uv, to_model=to_model, noise_uv=noise_uv, decimation=q,
+                        motion_preset=preset, max_displacement_um=max_displacement_um)
 
 
 def _whitening_matrix(rec, mode: str, radius_um: float, seed: int) -> np.ndarray:
@@ -117,16 +119,6 @@ def _whitening_matrix(rec, mode: str, radius_um: float, seed: int) -> np.ndarray
     w, _ = compute_whitening_matrix(rec, mode, dict(seed=seed), apply_mean=False,
                                     radius_um=radius_um if mode == "local" else None)
     return np.asarray(w, dtype=np.float64)
-
-
-def _back_to_uv(rec, to_model: np.ndarray, whitened: bool):
-    """The band-passed (referenced, motion-corrected) µV traces at the model rate, read from the result:
-    ``x = y A^{-1}`` per sample (a diagonal scaling when nothing was whitened)."""
-    import spikeinterface.preprocessing as spre
-
-    if not whitened:
-        return spre.scale(rec, gain=np.diag(to_model).astype(np.float64) ** -1, dtype="float32")
-    return spre.whiten(rec, dtype="float32", W=np.linalg.inv(to_model).astype(np.float32), M=None)
 
 
 def model_rate(fs: float, params: PreprocessParams) -> tuple[float, int]:
