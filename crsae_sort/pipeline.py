@@ -199,6 +199,7 @@ def _sort_stages(recording, run: _Run, scratch: Path) -> SortResult:
         if folder is not None:
             results.write_sort(folder, result, recording, pre.decimation, info)
     result.summary.seconds = dict(timer.seconds)
+    result.summary.cpus_busy = {name: round(n, 2) for name, n in timer.cpus.items()}
     result.summary.finish(time.perf_counter() - t_start)
     if folder is not None:
         results.write_json(folder / "summary.json", result.summary.to_dict())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import platform
 import sys
 import tempfile
@@ -92,18 +93,27 @@ def write_failure_log(path: Path, what: str, exc: BaseException, *, since: float
 
 
 class StageTimer:
-    """Wall seconds per pipeline stage, logged as each stage ends."""
+    """Wall seconds per pipeline stage, logged as each stage ends with the CPUs it kept busy on average:
+    CPU seconds of this process and of the worker processes it started and waited for, over wall seconds."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.cpus: dict[str, float] = {}
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         logger.info("stage %s: start", name, extra=PROGRESS)
         yield
         self.seconds[name] = time.perf_counter() - t0
-        logger.info("stage %s: %.2f s", name, self.seconds[name])
+        self.cpus[name] = (_cpu_seconds() - c0) / max(self.seconds[name], 1e-9)
+        logger.info("stage %s: %.2f s (%.1f CPUs busy on average)", name, self.seconds[name], self.cpus[name])
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its finished child processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def cpu_name() -> str:

@@ -72,6 +72,7 @@ class Summary:
     training_steps: int = 0
     lipschitz: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)   # per stage, and "total"
+    cpus_busy: dict[str, float] = field(default_factory=dict)  # per stage: CPU seconds (with workers) / wall seconds
     times_real_time: float | None = None
     dead_channels_excluded: list[str] = field(default_factory=list)
     groups: dict[str, int] | None = None                      # units per channel group

@@ -57,3 +57,27 @@ def test_cli_makes_idle_threads_sleep_before_torch_loads():
     usable = len(os.sched_getaffinity(0))
     assert f"torch threads: {usable} for a sort (every CPU this process may use ({usable}))" in out
     assert "OMP_WAIT_POLICY=PASSIVE" in out
+
+
+def test_stage_timer_measures_the_cpus_a_stage_keeps_busy():
+    """A stage that computes keeps about one CPU busy; one that waits keeps none; worker processes count once
+    they have finished (their CPU time joins this process's children's)."""
+    import subprocess
+    import sys
+    import time
+
+    from crsae_sort.runlog import StageTimer
+
+    timer = StageTimer()
+    with timer.stage("compute"):
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.3:
+            sum(range(1000))
+    with timer.stage("wait"):
+        time.sleep(0.3)
+    with timer.stage("worker"):
+        subprocess.run([sys.executable, "-c", "import time\nt=time.perf_counter()\nwhile time.perf_counter()-t<0.5: pass"],
+                       check=True)
+    assert 0.6 < timer.cpus["compute"] < 1.2
+    assert timer.cpus["wait"] < 0.2
+    assert timer.cpus["worker"] > 0.5
