@@ -131,7 +131,7 @@ class CRsAE(nn.Module):
         """Codes ``(batch, C, N - K + 1)`` of ``y`` ``(batch, M, N)`` by the encoder run on working sets
         (:func:`~.working_set.encode_working_set`), the dense encoder when the set does not settle.
 
-        table: the :func:`~.working_set.gram_table` of the templates, computed here (in the graph of
+        table: the templates' Gram table (:meth:`gram_table`), computed here (in the graph of
         the dictionary) when not given; counts: a :class:`~.working_set.WorkingSetCounts` to add to.
         """
         lam = self.lam if track_lambda_grad else self.lam.detach()
