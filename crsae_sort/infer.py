@@ -186,10 +186,10 @@ def encode_screened(model: CRsAE, y: torch.Tensor, screen_fraction: float,
     """Codes ``(C, N - K + 1)`` of one multichannel signal ``y`` ``(M, N)``, the encoder only where needed.
 
     FISTA and ISTA on the CPU: on a working set (:meth:`CRsAE.encode_on_working_set`; ``table``, the
-    model's :meth:`~crsae_sort.model.crsae.CRsAE.gram_table`, is computed there when not given). Other screening encoders: active code segments are packed into rows of at
-    least ``ROW`` samples, separated by ``2K - 2`` zeros (no code can then touch two segments, so
-    the segments are solved independently), and all rows are encoded as one batch. ``counts``, if
-    given, accumulates what was encoded: ``working_set`` (a
+    model's :meth:`~crsae_sort.model.crsae.CRsAE.gram_table`, is computed there when not given). Other
+    screening encoders: active code segments are packed into rows of at least ``ROW`` samples, separated
+    by ``2K - 2`` zeros (no code can then touch two segments, so the segments are solved independently),
+    and all rows are encoded as one batch. ``counts``, if given, accumulates what was encoded: ``working_set`` (a
     :class:`~crsae_sort.model.working_set.WorkingSetCounts`), or ``encoded`` and ``total`` code samples.
     """
     if model.uses_working_set(screen_fraction):

@@ -178,8 +178,9 @@ def check_cache_room(recording, params: PreprocessParams, base: Path) -> None:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if need > 0.95 * free:
+        two = " (two copies during motion correction)" if copies.count("disk") > 1 else ""
         raise InputError(f"the preprocessed recording is larger than cache_mb={params.cache_mb:g} MB and its disk "
-                         f"cache needs {need / 1e9:.1f} GB{' (two copies during motion correction)' if copies.count('disk') > 1 else ''} in {probe}, which has {free / 1e9:.1f} GB free: free "
+                         f"cache needs {need / 1e9:.1f} GB{two} in {probe}, which has {free / 1e9:.1f} GB free: free "
                          "space there, point cache_dir at a larger disk, raise cache_mb (memory), or set "
                          "cache_on_disk=false (no disk, but 1.5-2x slower or more)")
 

@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = [run_case(work, case, args.duration_s, args.threads, args.timeout_s) for case in args.cases]
         (work / "throughput.json").write_text(json.dumps(rows, indent=1))
     again = " (the table and the read times made again with --table-only)" if args.table_only else ""
-    text = (f"Commit {rows[0].get('commit') or commit()}{again}. Hardware: {hardware()}; float32 matrix product {gflops:.0f} GFLOP/s (the floors' "
+    text = (f"Commit {rows[0].get('commit') or commit()}{again}. Hardware: {hardware()}; float32 matrix product "
+            f"{gflops:.0f} GFLOP/s (the floors' "
             f"yardstick). Recordings: the sorter comparison's generated cases, {args.duration_s:g} s each, 30 kHz, "
             "saved as binary folders. Every cell is seconds per second of recording (lower is faster); "
             "`read` is reading every sample once.\n\n" + table(rows, work, gflops))
