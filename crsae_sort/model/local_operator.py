@@ -73,6 +73,16 @@ def to_dense(a: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, n_chann
     return a.new_zeros(a.shape[0], n_channels, a.shape[2]).scatter_add(1, index, a * mask.unsqueeze(-1))
 
 
+def neighbour_lists(share: torch.Tensor) -> torch.Tensor:
+    """From ``share`` ``(C, C)`` bool (atoms that interact), each atom's neighbours ``(C, nb)``, itself included,
+    in increasing order, padded with ``C`` (no atom); ``nb`` the most neighbours any atom has."""
+    n_atoms = share.shape[0]
+    share = share | torch.eye(n_atoms, dtype=torch.bool, device=share.device)
+    width = int(share.sum(dim=1).max())
+    index = torch.arange(n_atoms, device=share.device).expand(n_atoms, n_atoms)
+    return torch.where(share, index, n_atoms).sort(dim=1).values[:, :width]
+
+
 def local_gram_table(a: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, n_channels: int) -> torch.Tensor:
     """The Gram table ``G`` ``(C, C, 2K - 1)`` of local atoms ``a`` ``(C, S, K)`` on channels ``support``
     (``mask`` False on padding), ``G[c, c', d + K - 1] = sum_m sum_k h[c, m, k] h[c', m, k - d]``: equal to
@@ -82,10 +92,8 @@ def local_gram_table(a: torch.Tensor, support: torch.Tensor, mask: torch.Tensor,
     table costs ``C^2 M K (2K - 1)`` (384 channels, 116 atoms: ~150x less). Differentiable in ``a``."""
     n_atoms, width, k = a.shape
     on = torch.zeros(n_atoms, n_channels, dtype=a.dtype, device=a.device).scatter(1, support, mask.to(a.dtype))
-    share = (on @ on.T > 0) | torch.eye(n_atoms, dtype=torch.bool, device=a.device)
-    n_near = int(share.sum(dim=1).max())
-    index = torch.arange(n_atoms, device=a.device).expand(n_atoms, n_atoms)
-    near = torch.where(share, index, n_atoms).sort(dim=1).values[:, :n_near]        # (C, nb), C: no atom
+    near = neighbour_lists(on @ on.T > 0)                                             # (C, nb), C: no atom
+    n_near = near.shape[1]
     dense = torch.cat([to_dense(a, support, mask, n_channels), a.new_zeros(1, n_channels, k)])
     # other[c, j, s, :] = h[near[c, j], support[c, s], :]: each neighbour on atom c's own channels
     other = dense[near.unsqueeze(-1), support.unsqueeze(1)]                           # (C, nb, S, K)

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .encoders.layers import accelerated
+from .local_operator import neighbour_lists
 from .prox import shrink
 
 
@@ -60,12 +61,7 @@ def neighbours(table: torch.Tensor) -> torch.Tensor:
     """Each atom's neighbours ``(C, nb)``: the atoms ``c'`` whose table ``G[c, c', :]`` is not all zero (atoms
     that share a channel; with spatially local atoms far fewer than ``C``), in increasing order, padded with
     ``C`` (no atom)."""
-    n_atoms = table.shape[0]
-    overlap = table.detach().abs().amax(dim=-1) > 0
-    overlap |= torch.eye(n_atoms, dtype=torch.bool, device=table.device)
-    width = int(overlap.sum(dim=1).max())
-    index = torch.arange(n_atoms, device=table.device).expand(n_atoms, n_atoms)
-    return torch.where(overlap, index, n_atoms).sort(dim=1).values[:, :width]
+    return neighbour_lists(table.detach().abs().amax(dim=-1) > 0)
 
 
 def restricted_gram(atom: torch.Tensor, time: torch.Tensor, table: torch.Tensor, sparse: bool = True):
