@@ -5,8 +5,11 @@ stay in the residual: the model codes every spike its atoms can explain, and ``y
 the rest. Each round (at most ``grow_rounds``):
 
 1. encode ``grow_duration_s`` of random 1-s slices of the recording (drawn with another seed than
-   the initial dictionary's) and form the residual ``r = y - H z_T`` ``(M, n)`` of each, in model
-   units (whitened, noise standard deviation 1);
+   the initial dictionary's) and form the residual of what the read-out reports, ``r = y - H z_kept``
+   ``(M, n)``, in model units (whitened, noise standard deviation 1): ``z_kept`` keeps the codes at the
+   spikes the read-out keeps (and what other atoms coded with them), so an event coded only below the
+   amplitude floor (a smaller unit that a larger atom of a similar shape codes at a fraction of its
+   amplitude) stays in the residual, where it can become an atom;
 2. detect negative peaks of ``r`` beyond ``detect_threshold`` and cluster their snippets exactly as
    the initial dictionary does (:func:`~crsae_sort.init_dictionary.detect_and_cut`,
    :func:`~crsae_sort.init_dictionary.cluster_snippets`, global clustering);
@@ -119,24 +122,40 @@ def _evidence(pairs: list, round_: int, first_atom: int) -> list[GrownAtom]:
 @torch.no_grad()
 def _residual(model: CRsAE, traces: list[np.ndarray], params: SortParams,
               fs: float) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
-    """Per slice, the residual ``y - H z`` ``(n, M)`` (zero within ``K`` samples of the slice's ends, where
-    spikes are cut off) and the existing atoms' spikes as ``(code positions, atoms)``, read out as inference
-    does (a spike's sample is its code position plus its atom's peak offset)."""
+    """Per slice, the residual of the read-out ``y - H z_kept`` ``(n, M)`` (:func:`_spikes_only`; zero within
+    ``K`` samples of the slice's ends, where spikes are cut off) and the existing atoms' spikes as ``(code
+    positions, atoms)``, read out as inference does (a spike's sample is its code position plus its atom's
+    peak offset)."""
     device, k = model.dictionary.device, model.dictionary.shape[-1]
     refractory = max(1, int(round(params.inference.refractory_ms * fs / 1000)))
     reference = model.reference_amplitude.cpu().numpy()
+    offsets = peak_offsets(model.dictionary)
     residual, codes = [], []
     table = working_set_table(model, params.inference.screen_fraction)
     for trace in traces:
         y = torch.from_numpy(trace).to(device)
         z = encode_screened(model, y, params.inference.screen_fraction, table=table)
-        r = (y - model.decode(z[None])[0]).cpu().numpy().T
-        r[:k], r[-k:] = 0.0, 0.0
-        residual.append(np.ascontiguousarray(r))
         pos, unit, amp = read_out(z, refractory)
         keep = above_floor(amp, unit, reference, params.inference.amplitude_fraction)
+        r = (y - model.decode(_spikes_only(z, pos[keep], unit[keep], offsets, refractory)[None])[0]).cpu().numpy().T
+        r[:k], r[-k:] = 0.0, 0.0
+        residual.append(np.ascontiguousarray(r))
         codes.append((pos[keep], unit[keep]))
     return residual, codes
+
+
+def _spikes_only(z: torch.Tensor, pos: np.ndarray, unit: np.ndarray, offsets: np.ndarray, within: int) -> torch.Tensor:
+    """The codes ``z`` ``(C, n)`` of the events the read-out reports: every atom's codes whose spike time
+    (code position + the atom's peak offset ``offsets`` ``(C,)``) lies within ``within`` samples of a kept
+    spike ``(pos, unit)`` (the spike and the misfit other atoms coded with it); every other entry zero."""
+    n, c = z.shape[1], z.shape[0]
+    near = np.zeros(n + int(offsets.max()) + 1, dtype=bool)
+    times = pos + offsets[unit]
+    for d in range(-within, within + 1):
+        near[np.clip(times + d, 0, len(near) - 1)] = True
+    rows = np.arange(n)[None, :] + offsets[:, None]                          # (C, n): each code's spike time
+    keep = torch.from_numpy(near[rows]).to(z.device)
+    return torch.where(keep, z, torch.zeros_like(z))
 
 
 def _residual_peaks(recording, residual: list[np.ndarray], params: SortParams, n_before: int,
