@@ -111,32 +111,64 @@ def template_similarity(atoms: np.ndarray, max_lag: int | None = None) -> np.nda
 
 
 SPLIT_COMPONENTS = 5   # principal components of a group's own snippets on which it is split
-SPLIT_DEPTH = 3        # bisections nested at most this deep: at most 2**SPLIT_DEPTH parts per group
+SPLIT_MAX = 4          # a group's first cut: a mixture of at most this many components, chosen by BIC
+SPLIT_DEPTH = 3        # each part then bisected at most this deep
 SPLIT_VALLEY = 0.25    # a bisection stands when the density between its halves dips this far below the lower mode
 SPLIT_GRID = 256       # points at which the projected density is evaluated
 
 
 def split_groups(flat: np.ndarray, labels: np.ndarray, min_size: int, seed: int) -> np.ndarray:
-    """Each group of ``labels`` split by recursive bisection on the principal components of its own snippets
-    ``flat`` ``(n, K M)``, as tridesclous2's iterative isosplit and Kilosort4's splits do: a two-component
-    Gaussian mixture proposes two halves, and they stand when both hold at least ``min_size`` snippets and the
-    snippets' density along the line through the halves' means is bimodal (:func:`valley_depth` at least
-    ``SPLIT_VALLEY``); each half is then split the same way on its own components, ``SPLIT_DEPTH`` deep.
-    The group's own components are the directions in which its snippets differ, so two units that the whole
-    set's components blur (a weaker unit beside a stronger one of a similar shape, amplitude bands of two
-    cells) come apart. Returns the new labels (``-1`` kept).
+    """Each group of ``labels`` split as its own snippets ``flat`` ``(n, K M)`` split it, on the group's own
+    principal components: first a Gaussian mixture of 1 to ``SPLIT_MAX`` components chosen by BIC (the
+    coarse cut of a group of many units), then each part by recursive bisection, as tridesclous2's
+    iterative isosplit and Kilosort4's splits do: a two-component mixture proposes two halves, and they
+    stand when both hold at least ``min_size`` snippets and the snippets' density along the line through
+    the halves' means is bimodal (:func:`valley_depth` at least ``SPLIT_VALLEY``); each half is split
+    the same way on its own components, ``SPLIT_DEPTH`` deep. The group's own components are the directions
+    in which its snippets differ, so two units that the whole set's components blur (a weaker unit beside
+    a stronger one of a similar shape, amplitude bands of two cells) come apart. Callers pass snippets
+    aligned to a fraction of a sample (:func:`~crsae_sort.init_dictionary.align_troughs`): a trough that
+    lands on either of two samples is a bimodality of its own. Returns the new labels (``-1`` kept).
 
-    (A mixture's BIC chose the number of parts before; with 20 parameters per full-covariance component it
-    kept two units of 77 and 65 snippets whole although two components separated them cleanly.)"""
+    (The BIC alone, with 20 parameters per full-covariance component, kept two units of 77 and 65 snippets
+    whole although two components separated them cleanly; bisection alone, on a group of many units, can
+    cut across them and find no valley.)"""
     out, next_label = labels.copy(), 0
     for u in [u for u in np.unique(labels) if u >= 0]:
         idx = np.flatnonzero(labels == u)
-        parts = np.zeros(len(idx), dtype=int)
-        _bisect(flat[idx].astype(np.float64), parts, np.arange(len(idx)), min_size, seed, SPLIT_DEPTH)
+        group = flat[idx].astype(np.float64)
+        parts = _mixture_parts(group, min_size, seed)
+        for p in np.unique(parts):
+            _bisect(group, parts, np.flatnonzero(parts == p), min_size, seed, SPLIT_DEPTH)
         _, parts = np.unique(parts, return_inverse=True)
         out[idx] = next_label + parts
         next_label += int(parts.max()) + 1
     return out
+
+
+def _mixture_parts(group: np.ndarray, min_size: int, seed: int) -> np.ndarray:
+    """Labels ``(n,)`` of a Gaussian mixture of 1 to ``SPLIT_MAX`` components on the group's own principal
+    components, the count with the lowest BIC among those whose every part holds ``min_size`` snippets:
+    the first cut of a group of many units, which a bisection's two halves could cut across."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    best = np.zeros(len(group), dtype=int)
+    if len(group) < 2 * min_size:
+        return best
+    feats = PCA(n_components=int(min(SPLIT_COMPONENTS, len(group) - 1)), random_state=seed).fit_transform(group)
+    best_bic = np.inf
+    for k in range(1, SPLIT_MAX + 1):
+        if len(group) < k * min_size:
+            break
+        mix = GaussianMixture(k, random_state=seed, n_init=2, reg_covar=1e-3).fit(feats)
+        part = mix.predict(feats)
+        if np.bincount(part, minlength=k).min() < min_size:
+            continue
+        bic = mix.bic(feats)
+        if bic < best_bic:
+            best_bic, best = bic, part
+    return best
 
 
 def _bisect(flat: np.ndarray, parts: np.ndarray, members: np.ndarray, min_size: int, seed: int, depth: int) -> None:

@@ -180,3 +180,22 @@ def test_one_units_templates_merge_despite_far_channel_noise():
     kept, _ = init_local.merge_nearby(np.stack([copies[0], other]), [50, 60], locations, 60.0, 0.9, 1.3,
                                       upsample=1)
     assert len(kept) == 2                                                # another shape stays apart
+
+
+def test_align_troughs_brings_one_spike_cut_a_sample_apart_onto_one_waveform():
+    from crsae_sort.init_dictionary import align_troughs
+
+    t = np.arange(30.0)
+
+    def spike(centre):                                                        # (K, 2): one unit on two channels
+        wave = -np.exp(-0.5 * ((t - centre) / 1.5) ** 2) + 0.3 * np.exp(-0.5 * ((t - centre - 5) / 2.5) ** 2)
+        return np.stack([wave, 0.5 * wave], axis=1)
+
+    # a trough between samples 9 and 10 detected on either: the snippets differ by a 0.6-sample shift
+    snippets = np.stack([spike(10.3), spike(9.7), spike(10.0)]).astype(np.float32)
+    aligned = align_troughs(snippets)
+    before = np.abs(snippets[0] - snippets[1]).max()
+    after = np.abs(aligned[0] - aligned[1]).max()
+    assert after < 0.15 * before
+    assert np.abs(aligned[2] - snippets[2]).max() < 0.05                      # trough on the sample: barely moved
+    assert aligned.shape == snippets.shape and aligned.dtype == snippets.dtype
