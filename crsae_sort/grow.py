@@ -148,7 +148,7 @@ def _spikes_only(z: torch.Tensor, pos: np.ndarray, unit: np.ndarray, offsets: np
     """The codes ``z`` ``(C, n)`` of the events the read-out reports: every atom's codes whose spike time
     (code position + the atom's peak offset ``offsets`` ``(C,)``) lies within ``within`` samples of a kept
     spike ``(pos, unit)`` (the spike and the misfit other atoms coded with it); every other entry zero."""
-    n, c = z.shape[1], z.shape[0]
+    n = z.shape[1]
     near = np.zeros(n + int(offsets.max()) + 1, dtype=bool)
     times = pos + offsets[unit]
     for d in range(-within, within + 1):

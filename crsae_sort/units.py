@@ -150,13 +150,12 @@ def _mixture_parts(group: np.ndarray, min_size: int, seed: int) -> np.ndarray:
     """Labels ``(n,)`` of a Gaussian mixture of 1 to ``SPLIT_MAX`` components on the group's own principal
     components, the count with the lowest BIC among those whose every part holds ``min_size`` snippets:
     the first cut of a group of many units, which a bisection's two halves could cut across."""
-    from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
     best = np.zeros(len(group), dtype=int)
     if len(group) < 2 * min_size:
         return best
-    feats = PCA(n_components=int(min(SPLIT_COMPONENTS, len(group) - 1)), random_state=seed).fit_transform(group)
+    feats = _own_components(group, seed)
     best_bic = np.inf
     for k in range(1, SPLIT_MAX + 1):
         if len(group) < k * min_size:
@@ -176,11 +175,9 @@ def _bisect(flat: np.ndarray, parts: np.ndarray, members: np.ndarray, min_size: 
     New halves get fresh labels in ``parts`` (in place)."""
     if depth == 0 or len(members) < 2 * min_size:
         return
-    from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
-    feats = PCA(n_components=int(min(SPLIT_COMPONENTS, len(members) - 1)),
-                random_state=seed).fit_transform(flat[members])
+    feats = _own_components(flat[members], seed)
     half = GaussianMixture(2, random_state=seed, n_init=2, reg_covar=1e-3).fit(feats).predict(feats)
     if np.bincount(half, minlength=2).min() < min_size or valley_depth(feats, half) < SPLIT_VALLEY:
         return
@@ -188,6 +185,13 @@ def _bisect(flat: np.ndarray, parts: np.ndarray, members: np.ndarray, min_size: 
     parts[second] = parts.max() + 1
     _bisect(flat, parts, members[half == 0], min_size, seed, depth - 1)
     _bisect(flat, parts, second, min_size, seed, depth - 1)
+
+
+def _own_components(snippets: np.ndarray, seed: int) -> np.ndarray:
+    """The first ``SPLIT_COMPONENTS`` principal components of these snippets ``(n, K M)`` alone, ``(n, d)``."""
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=int(min(SPLIT_COMPONENTS, len(snippets) - 1)), random_state=seed).fit_transform(snippets)
 
 
 def valley_depth(feats: np.ndarray, half: np.ndarray) -> float:
