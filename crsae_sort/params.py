@@ -62,8 +62,9 @@ class PreprocessParams:
     cache_on_disk: bool = _p(True, "When the preprocessed recording is larger than cache_mb, compute it once into a "
                              "temporary binary file (float16 at the model rate: 2 bytes per sample and channel, "
                              "e.g. 41 GB for an hour of 384 channels at 15 kHz, and as much again for a while with "
-                             "motion correction) that the later stages read, deleted when the sort ends; false reads it lazily instead (no disk, but every read filters, "
-                             "corrects motion and whitens again: 1.5-2x slower or more on the benchmark's dense probes).")
+                             "motion correction) that the later stages read, deleted when the sort ends; false "
+                             "reads it lazily instead (no disk, but every read filters, corrects motion and whitens "
+                             "again: 1.5-2x slower or more on the benchmark's dense probes).")
     cache_dir: str = _p("", "Folder for the disk cache (a fast local disk, a cluster's scratch); empty: inside the "
                         "output folder, or the system's temporary folder when sorting without one.")
 

@@ -105,8 +105,9 @@ def preprocess(recording, params: PreprocessParams, seed: int, scratch: Path | N
                 "whitening %s, model rate %.0f Hz (decimation %d), %s; noise %s µV", params.freq_min_hz, freq_max,
                 use_cmr, preset or "off", mode, fs / q, q, _HELD["disk" if isinstance(held, Path) else held],
                 np.array2string(noise_uv, precision=1))
-    # the band-passed (referenced, motion-corrected) µV traces read back from the result: x = y A^-1 per sample
-    filtered_uv = spre.whiten(rec, dtype="float32", W=np.linalg.inv(to_model).astype(np.float32), M=None)
+    # the band-passed (referenced, motion-corrected) µV traces from the result: x = y A^-1 (unwhitened: A is diagonal)
+    filtered_uv = (spre.whiten(rec, dtype="float32", W=np.linalg.inv(to_model).astype(np.float32), M=None)
+                   if params.whiten else spre.scale(rec, gain=1.0 / np.diag(to_model), dtype="float32"))
     return Preprocessed(recording=rec, filtered_uv=filtered_uv, to_model=to_model, noise_uv=noise_uv, decimation=q,
                         motion_preset=preset, max_displacement_um=max_displacement_um)
 
