@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InputError, option
 from .params import InitParams
-from .units import UNKNOWN, same_unit, similarity_and_ratio, split_groups, trains_relation
+from .units import UNKNOWN, align_troughs, same_unit, similarity_and_ratio, split_groups, trains_relation
 from .units import template_similarity  # noqa: F401  (where the clustering's users have always found it)
 
 logger = logging.getLogger(__name__)
@@ -238,33 +238,6 @@ def cluster_snippets(snippets: np.ndarray, params: InitParams, seed: int) -> np.
     if labels.max() < 0:  # no structure found: one template
         labels = np.zeros(len(flat), dtype=int)
     return split_groups(align_troughs(snippets).reshape(len(snippets), -1), labels, min_size, seed)
-
-
-def align_troughs(snippets: np.ndarray) -> np.ndarray:
-    """Snippets ``(n, K, M)`` shifted by a fraction of a sample so that each one's trough falls on the sample
-    ``t0`` where the mean snippet's trough is: ``x'(t) = x(t + d)`` by linear interpolation, ``d`` in
-    [-0.5, 0.5] from the parabola through the snippet's samples ``t0 - 1, t0, t0 + 1`` on its own most
-    negative channel at ``t0``, ``d = (x[t0-1] - x[t0+1]) / (2 (x[t0-1] - 2 x[t0] + x[t0+1]))``.
-
-    Peaks are found on samples: a trough between two samples lands on either, and one unit's snippets
-    then fall into two groups one sample apart, a bimodality that a split takes for two units (on a
-    locust hybrid, one unit's 196 snippets split 114 / 82 with a deep valley between them; aligned, no
-    valley). Clustering reads aligned snippets; templates are still the medians of the snippets as cut."""
-    n, k, _ = snippets.shape
-    if n == 0 or k < 3:
-        return snippets
-    t0 = int(np.clip(snippets.mean(axis=0).min(axis=1).argmin(), 1, k - 2))
-    x = snippets[np.arange(n), :, snippets[:, t0, :].argmin(axis=1)].astype(np.float64)     # (n, K)
-    before, at, after = x[:, t0 - 1], x[:, t0], x[:, t0 + 1]
-    curve = before - 2 * at + after
-    d = np.clip(np.where(curve > 1e-12, 0.5 * (before - after) / np.where(curve > 1e-12, curve, 1.0), 0.0), -0.5, 0.5)
-    low = np.floor(d).astype(int)                                              # -1 or 0
-    frac = (d - low)[:, None, None]
-    t = np.arange(k)[None, :] + low[:, None]                                   # (n, K)
-    rows = np.arange(n)[:, None]
-    first = snippets[rows, np.clip(t, 0, k - 1)]
-    second = snippets[rows, np.clip(t + 1, 0, k - 1)]
-    return ((1 - frac) * first + frac * second).astype(snippets.dtype)
 
 
 def _cluster_templates(snippets: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[int]]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crsae_sort.init_dictionary import merge_similar
-from crsae_sort.units import same_unit, similarity_and_ratio, split_groups, trains_relation, valley_depth
+from crsae_sort.units import same_unit, similarity_and_ratio, split_groups, time_dependent, trains_relation, valley_depth
 
 
 def _shape(k: int = 30, m: int = 4, seed: int = 0) -> np.ndarray:
@@ -122,3 +122,71 @@ def test_valley_depth_is_near_zero_for_one_gaussian_cut_in_two_and_near_one_for_
     assert valley_depth(one, (one[:, 0] > 0).astype(int)) < 0.1
     two = np.concatenate([rng.standard_normal((200, 3)), rng.standard_normal((200, 3)) + [8, 0, 0]])
     assert valley_depth(two, np.repeat([0, 1], 200)) > 0.9
+
+
+def test_parts_apart_in_time_are_time_dependent_and_interleaved_trains_are_not():
+    rng = np.random.default_rng(0)
+    times = np.sort(rng.uniform(0, 60, 300))
+    assert time_dependent(times, (times > 30).astype(int))                      # before / after a step of drift
+    assert time_dependent(times, ((times // 10) % 2).astype(int))               # a zigzag's two extremes
+    for seed in range(20):                                                      # two cells firing throughout
+        assert not time_dependent(times, np.random.default_rng(seed).integers(0, 2, 300))
+    assert not time_dependent(times[:15], (times[:15] > 1).astype(int))         # too few snippets to tell
+
+
+def test_a_unit_whose_amplitude_steps_over_time_is_kept_whole_and_two_interleaved_units_are_split():
+    # one unit at amplitude 10 and then 14 (a step of drift) and two units at 10 and 14 firing throughout: the
+    # snippets are alike, only their times differ
+    rng = np.random.default_rng(0)
+    k, m = 30, 4
+    shape = _shape(k, m, seed=1)
+    amplitude = np.repeat([10.0, 14.0], 250)
+    snippets = (amplitude[:, None, None] * shape + rng.standard_normal((500, k, m))).reshape(500, -1)
+    labels = np.zeros(500, dtype=int)
+    assert len(np.unique(split_groups(snippets, labels, 10, seed=0))) >= 2      # without times: two groups
+    drift = np.arange(500.0)                                                    # amplitude steps at the middle
+    assert len(np.unique(split_groups(snippets, labels, 10, seed=0, times=drift))) == 1
+    interleaved = rng.permutation(500).astype(float)
+    two = split_groups(snippets, labels, 10, seed=0, times=interleaved)
+    assert np.bincount(two[:250]).max() > 0.95 * 250 and np.bincount(two[250:]).max() > 0.95 * 250
+    assert np.bincount(two[:250]).argmax() != np.bincount(two[250:]).argmax()
+
+
+def test_two_units_in_one_bin_on_real_noise_are_split_on_a_dense_probe(monkeypatch):
+    # Open Ephys 16-channel folder + 4 injected units (seed 11, not a benchmark case), clustered per spatial bin:
+    # before the per-bin split, the SNR-12 and SNR-10 units came out as one cluster (agreement 0.46 and 0.44 with
+    # one sorted unit); now no cluster mixes injected units
+    from conftest import SHARED_DATA
+    from crsae_sort import init_local as loc
+    from crsae_sort.bench import hybrid
+    from crsae_sort.init_dictionary import channel_locations_um, random_slices
+    from crsae_sort.params import SortParams
+    from crsae_sort.preprocess import preprocess
+
+    spec = hybrid.HybridSpec("openephys", (6.0, 12.0), num_units=4, firing_rate_hz=20.0, seed=11)
+    if not hybrid.source_path(spec.source, SHARED_DATA).exists():
+        pytest.skip("the shared Open Ephys folder is not present")
+    monkeypatch.setitem(hybrid.HYBRID_CASES, "test_openephys_11", spec)
+    built = hybrid.make_hybrid("test_openephys_11", SHARED_DATA)
+    params = SortParams()
+    pre = preprocess(built.recording, params.preprocess, 0)
+    rec, q = pre.recording, pre.decimation
+    fs = rec.get_sampling_frequency()
+    hoods = loc.neighbourhoods(channel_locations_um(rec), params.init.neighbourhood_radius_um,
+                               params.init.spatial_bin_um)
+    slices = random_slices(rec, 60, 0)
+    peaks = loc.detect_local(rec, slices, 5.0, int(fs / 1000), int(1.4 * fs / 1000), hoods)
+    labels = loc.cluster_bins(peaks, params.init.min_cluster_fraction, params.init.max_templates, 0)
+    where = np.array([slices[s][1] for s in peaks.slice_index]) + peaks.sample_index
+    truth = np.full(len(where), -1)
+    for unit in built.gt_sorting.unit_ids:
+        t = built.gt_sorting.get_unit_spike_train(unit) // q
+        i = np.clip(np.searchsorted(t, where), 1, len(t) - 1)
+        truth[np.minimum(abs(t[i - 1] - where), abs(t[i] - where)) <= 3] = int(unit)
+    for label in np.unique(labels[labels >= 0]):
+        units = truth[(labels == label) & (truth >= 0)]
+        if len(units) >= 10:
+            assert np.bincount(units).max() >= 0.9 * len(units), (label, np.bincount(units))
+    strong = [u for u in built.gt_sorting.unit_ids if built.snrs[str(u)] >= 9]
+    majors = [np.bincount(labels[(truth == int(u)) & (labels >= 0)]).argmax() for u in strong]
+    assert len(strong) == 2 and len(set(majors)) == 2
