@@ -150,8 +150,8 @@ class GrowParams:
     """Growing the dictionary after training: units the initial clustering missed, found in the residual y - Hz."""
     grow_rounds: int = _p(3, "Rounds of: encode held-out slices, cluster the peaks of the residual y - Hz, add an "
                           "atom per real unit, retrain briefly; stops early when a round adds nothing. 0: off. Runs "
-                          "where the initial clustering was global (tetrodes, short probes); skipped on dense "
-                          "probes (init_method=local), where clustering the whole probe at once does not scale.",
+                          "on probes of up to 64 channels; skipped on larger ones clustered per neighbourhood "
+                          "(init_method=local), where clustering the whole probe at once does not scale.",
                           "", 0, 20)
     grow_duration_s: float = _p(20.0, "Seconds of recording (random 1-s slices, other than init's) whose "
                                 "residual is searched; the brief retraining runs on them too.", "s", 1.0, 3600.0)

@@ -21,6 +21,7 @@ import torch
 from .curate import curate
 from .device import describe_device, resolve_device, warm_up
 from .errors import InputError, option
+from .grow import MAX_CHANNELS as GROW_MAX_CHANNELS
 from .grow import grow
 from .infer import detect_spikes
 from .init_dictionary import channel_locations_um, initial_dictionary
@@ -175,9 +176,11 @@ def _sort_stages(recording, run: _Run, scratch: Path) -> SortResult:
             model, training = _cached(checkpoints, "trained.pt",
                                       lambda: _build_and_train(pre, init, params, run.device, run.progress,
                                                                checkpoints))
-        if params.grow.grow_rounds > 0 and init.method == "local":
-            logger.info("growth skipped: the initial dictionary was clustered per neighbourhood (dense probe) and "
-                        "growth clusters the residual over the whole probe, which does not scale to it yet")
+        n_channels = pre.recording.get_num_channels()
+        if params.grow.grow_rounds > 0 and init.method == "local" and n_channels > GROW_MAX_CHANNELS:
+            logger.info("growth skipped: %d channels clustered per neighbourhood, and growth clusters the residual "
+                        "over the whole probe, which does not scale beyond %d channels yet",
+                        n_channels, GROW_MAX_CHANNELS)
         elif params.grow.grow_rounds > 0:
             with timer.stage("grow"):
                 model, growth = _cached(checkpoints, "grown.pt",
