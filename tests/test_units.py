@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from crsae_sort.init_dictionary import merge_similar
-from crsae_sort.units import same_unit, similarity_and_ratio, split_groups, time_dependent, trains_relation, valley_depth
+from crsae_sort.units import (same_unit, similarity_and_ratio, split_groups, time_dependent, trains_relation,
+                              valley_depth)
 
 
 def _shape(k: int = 30, m: int = 4, seed: int = 0) -> np.ndarray:
@@ -80,34 +81,47 @@ def test_a_density_group_of_two_units_is_split_and_one_unit_is_left_whole():
     assert len(np.unique(split_groups(one, np.zeros(500, dtype=int), 10, seed=0))) == 1
 
 
+def _hybrid_at_model_rate(monkeypatch, source: str, num_units: int, rate_hz: float, seed: int):
+    """A hybrid of the shared recording ``source`` (SNR 6-12, not a benchmark case), preprocessed as a sort
+    does: (the built case, the model-rate recording, its decimation). Skips when the recording is absent."""
+    from conftest import SHARED_DATA
+    from crsae_sort.bench import hybrid
+    from crsae_sort.params import SortParams
+    from crsae_sort.preprocess import preprocess
+
+    spec = hybrid.HybridSpec(source, (6.0, 12.0), num_units=num_units, firing_rate_hz=rate_hz, seed=seed)
+    if not hybrid.source_path(spec.source, SHARED_DATA).exists():
+        pytest.skip(f"the shared {source} recording is not present")
+    monkeypatch.setitem(hybrid.HYBRID_CASES, f"test_{source}_{seed}", spec)
+    built = hybrid.make_hybrid(f"test_{source}_{seed}", SHARED_DATA)
+    pre = preprocess(built.recording, SortParams().preprocess, 0)
+    return built, pre.recording, pre.decimation
+
+
+def _injected_unit_at(gt_sorting, frames: np.ndarray, decimation: int) -> np.ndarray:
+    """Which injected unit (int id) has a spike within 3 model-rate samples of each of ``frames``; -1 for none."""
+    truth = np.full(len(frames), -1)
+    for unit in gt_sorting.unit_ids:
+        t = gt_sorting.get_unit_spike_train(unit) // decimation
+        i = np.clip(np.searchsorted(t, frames), 1, len(t) - 1)
+        truth[np.minimum(abs(t[i - 1] - frames), abs(t[i] - frames)) <= 3] = int(unit)
+    return truth
+
+
 def test_two_units_in_one_density_group_on_real_noise_are_split(monkeypatch):
     # Harris tetrode + 4 injected units (seed 11, not a benchmark case): HDBSCAN puts the SNR-12 and the SNR-10
     # unit (77 and 65 snippets) in one density group; a Gaussian mixture's BIC kept it whole (20 parameters per
     # full-covariance component), recursive bisection with the valley test splits it
     import dataclasses
 
-    from conftest import SHARED_DATA
-    from crsae_sort.bench import hybrid
     from crsae_sort.init_dictionary import cluster_snippets, detect_and_cut, random_slices
     from crsae_sort.params import SortParams
-    from crsae_sort.preprocess import preprocess
 
-    spec = hybrid.HybridSpec("harris", (6.0, 12.0), num_units=4, firing_rate_hz=15.0, seed=11)
-    if not hybrid.source_path(spec.source, SHARED_DATA).exists():
-        pytest.skip("the shared Harris recording is not present")
-    monkeypatch.setitem(hybrid.HYBRID_CASES, "test_harris_11", spec)
-    built = hybrid.make_hybrid("test_harris_11", SHARED_DATA)
-    params = SortParams()
-    pre = preprocess(built.recording, params.preprocess, 0)
-    rec, q = pre.recording, pre.decimation
+    built, rec, q = _hybrid_at_model_rate(monkeypatch, "harris", 4, 15.0, 11)
     fs = rec.get_sampling_frequency()
     snippets, where = detect_and_cut(rec, random_slices(rec, 60, 0), 5.0, int(fs / 1000), int(1.4 * fs / 1000))
-    truth = np.full(len(where), -1)
-    for unit in built.gt_sorting.unit_ids:
-        t = built.gt_sorting.get_unit_spike_train(unit) // q
-        i = np.clip(np.searchsorted(t, where[:, 1]), 1, len(t) - 1)
-        truth[np.minimum(abs(t[i - 1] - where[:, 1]), abs(t[i] - where[:, 1])) <= 3] = int(unit)
-    labels = cluster_snippets(snippets, dataclasses.replace(params.init), 0)
+    truth = _injected_unit_at(built.gt_sorting, where[:, 1], q)
+    labels = cluster_snippets(snippets, dataclasses.replace(SortParams().init), 0)
     for label in np.unique(labels[labels >= 0]):           # no cluster mixes injected units (parts of one unit
         units = truth[(labels == label) & (truth >= 0)]    # are merged back later, by units.same_unit)
         if len(units):
@@ -156,33 +170,19 @@ def test_two_units_in_one_bin_on_real_noise_are_split_on_a_dense_probe(monkeypat
     # Open Ephys 16-channel folder + 4 injected units (seed 11, not a benchmark case), clustered per spatial bin:
     # before the per-bin split, the SNR-12 and SNR-10 units came out as one cluster (agreement 0.46 and 0.44 with
     # one sorted unit); now no cluster mixes injected units
-    from conftest import SHARED_DATA
     from crsae_sort import init_local as loc
-    from crsae_sort.bench import hybrid
     from crsae_sort.init_dictionary import channel_locations_um, random_slices
     from crsae_sort.params import SortParams
-    from crsae_sort.preprocess import preprocess
 
-    spec = hybrid.HybridSpec("openephys", (6.0, 12.0), num_units=4, firing_rate_hz=20.0, seed=11)
-    if not hybrid.source_path(spec.source, SHARED_DATA).exists():
-        pytest.skip("the shared Open Ephys folder is not present")
-    monkeypatch.setitem(hybrid.HYBRID_CASES, "test_openephys_11", spec)
-    built = hybrid.make_hybrid("test_openephys_11", SHARED_DATA)
-    params = SortParams()
-    pre = preprocess(built.recording, params.preprocess, 0)
-    rec, q = pre.recording, pre.decimation
+    built, rec, q = _hybrid_at_model_rate(monkeypatch, "openephys", 4, 20.0, 11)
+    init = SortParams().init
     fs = rec.get_sampling_frequency()
-    hoods = loc.neighbourhoods(channel_locations_um(rec), params.init.neighbourhood_radius_um,
-                               params.init.spatial_bin_um)
+    hoods = loc.neighbourhoods(channel_locations_um(rec), init.neighbourhood_radius_um, init.spatial_bin_um)
     slices = random_slices(rec, 60, 0)
     peaks = loc.detect_local(rec, slices, 5.0, int(fs / 1000), int(1.4 * fs / 1000), hoods)
-    labels = loc.cluster_bins(peaks, params.init.min_cluster_fraction, params.init.max_templates, 0)
-    where = np.array([slices[s][1] for s in peaks.slice_index]) + peaks.sample_index
-    truth = np.full(len(where), -1)
-    for unit in built.gt_sorting.unit_ids:
-        t = built.gt_sorting.get_unit_spike_train(unit) // q
-        i = np.clip(np.searchsorted(t, where), 1, len(t) - 1)
-        truth[np.minimum(abs(t[i - 1] - where), abs(t[i] - where)) <= 3] = int(unit)
+    labels = loc.cluster_bins(peaks, init.min_cluster_fraction, init.max_templates, 0)
+    frames = np.array([slices[s][1] for s in peaks.slice_index]) + peaks.sample_index
+    truth = _injected_unit_at(built.gt_sorting, frames, q)
     for label in np.unique(labels[labels >= 0]):
         units = truth[(labels == label) & (truth >= 0)]
         if len(units) >= 10:
