@@ -151,9 +151,11 @@ def split_groups(flat: np.ndarray, labels: np.ndarray, min_size: int, seed: int,
             idx = np.flatnonzero(labels == u)
             group = flat[idx].astype(np.float64)
             gtimes = None if times is None else times[idx]
-            parts = _mixture_parts(group, min_size, seed, gtimes)
+            parts, halves = _mixture_parts(group, min_size, seed, gtimes)
+            if parts.max() > 0:
+                halves = None                              # the two-component fit was of the whole group only
             for p in np.unique(parts):
-                _bisect(group, parts, np.flatnonzero(parts == p), min_size, seed, SPLIT_DEPTH, gtimes)
+                _bisect(group, parts, np.flatnonzero(parts == p), min_size, seed, SPLIT_DEPTH, gtimes, halves)
             _, parts = np.unique(parts, return_inverse=True)
             out[idx] = next_label + parts
             next_label += int(parts.max()) + 1
@@ -187,16 +189,19 @@ def align_troughs(snippets: np.ndarray) -> np.ndarray:
     return ((1 - frac) * first + frac * second).astype(snippets.dtype)
 
 
-def _mixture_parts(group: np.ndarray, min_size: int, seed: int, times: np.ndarray | None = None) -> np.ndarray:
+def _mixture_parts(group: np.ndarray, min_size: int, seed: int,
+                   times: np.ndarray | None = None) -> tuple[np.ndarray, tuple | None]:
     """Labels ``(n,)`` of a Gaussian mixture of 1 to ``SPLIT_MAX`` components on the group's own principal
     components, the count with the lowest BIC among those whose every part holds ``min_size`` snippets:
     the first cut of a group of many units, which a bisection's two halves could cut across. With ``times``
-    ``(n,)``, counts whose parts are apart in time (:func:`time_dependent`) are passed over."""
+    ``(n,)``, counts whose parts are apart in time (:func:`time_dependent`) are passed over. Also returns
+    the components and the two-component fit's labels ``(feats, half)`` (None when not fitted): the first
+    bisection of a group left whole would fit the same mixture to the same components again."""
     from sklearn.mixture import GaussianMixture
 
-    best = np.zeros(len(group), dtype=int)
+    best, halves = np.zeros(len(group), dtype=int), None
     if len(group) < 2 * min_size:
-        return best
+        return best, halves
     feats = _own_components(group, seed)
     best_bic = np.inf
     for k in range(1, SPLIT_MAX + 1):
@@ -204,6 +209,8 @@ def _mixture_parts(group: np.ndarray, min_size: int, seed: int, times: np.ndarra
             break
         mix = GaussianMixture(k, random_state=seed, n_init=2, reg_covar=1e-3).fit(feats)
         part = mix.predict(feats)
+        if k == 2:
+            halves = (feats, part)
         if np.bincount(part, minlength=k).min() < min_size:
             continue
         if k > 1 and times is not None and time_dependent(times, part):
@@ -211,19 +218,23 @@ def _mixture_parts(group: np.ndarray, min_size: int, seed: int, times: np.ndarra
         bic = mix.bic(feats)
         if bic < best_bic:
             best_bic, best = bic, part
-    return best
+    return best, halves
 
 
 def _bisect(flat: np.ndarray, parts: np.ndarray, members: np.ndarray, min_size: int, seed: int, depth: int,
-            times: np.ndarray | None = None) -> None:
+            times: np.ndarray | None = None, halves: tuple | None = None) -> None:
     """Split ``members`` (rows of ``flat``) in two where their density is bimodal; recurse into each half.
-    New halves get fresh labels in ``parts`` (in place)."""
+    New halves get fresh labels in ``parts`` (in place). ``halves``: ``(feats, half)`` of these members
+    already fitted (:func:`_mixture_parts`)."""
     if depth == 0 or len(members) < 2 * min_size:
         return
     from sklearn.mixture import GaussianMixture
 
-    feats = _own_components(flat[members], seed)
-    half = GaussianMixture(2, random_state=seed, n_init=2, reg_covar=1e-3).fit(feats).predict(feats)
+    if halves is None:
+        feats = _own_components(flat[members], seed)
+        half = GaussianMixture(2, random_state=seed, n_init=2, reg_covar=1e-3).fit(feats).predict(feats)
+    else:
+        feats, half = halves
     if np.bincount(half, minlength=2).min() < min_size or valley_depth(feats, half) < SPLIT_VALLEY:
         return
     if times is not None and time_dependent(times[members], half):
