@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .units import align_troughs, same_unit, split_groups
+from .init_dictionary import density_groups
+from .units import same_unit
 
 logger = logging.getLogger(__name__)
 
 MAX_PEAKS_PER_BIN = 5000     # a bin's clustering sees at most this many peaks (random subset)
 MAX_TEMPLATE_SPIKES = 300    # spikes averaged per template on the channels outside its neighbourhood
 TRACE_CACHE_BYTES = 256 * 2**20  # slices kept in memory between the two passes; the rest are read again
-N_PCA = 10
 MIN_CLUSTER_PEAKS = 20           # a bin's cluster needs this many peaks (collisions of two units form small ones)
 UPSAMPLE = 2                 # merging compares templates at half-sample lags
 
@@ -126,17 +126,8 @@ def _cluster_snippets(snippets: np.ndarray, min_cluster_fraction: float, seed: i
     snippets), except where its parts are apart in time (``times`` ``(n,)``, increasing with the peaks'
     times): a drifting unit. Without the time test the drifting 128-channel case came out as 57 units for
     48 (7 redundant), and the per-bin path has no trains to merge the pieces back by."""
-    from sklearn.cluster import HDBSCAN
-    from sklearn.decomposition import PCA
-
-    flat = snippets.reshape(len(snippets), -1)
-    n_comp = int(min(N_PCA, flat.shape[1], len(flat) - 1))
-    feats = PCA(n_components=n_comp, random_state=seed).fit_transform(flat)
-    min_size = max(MIN_CLUSTER_PEAKS, int(min_cluster_fraction * len(flat)))
-    labels = HDBSCAN(min_cluster_size=min_size, min_samples=5, copy=True).fit_predict(feats)
-    if labels.max() < 0 and len(flat) >= 2 * min_size:  # one dense blob: one template
-        labels = np.zeros(len(flat), dtype=int)
-    return split_groups(align_troughs(snippets).reshape(len(snippets), -1), labels, min_size, seed, times=times)
+    min_size = max(MIN_CLUSTER_PEAKS, int(min_cluster_fraction * len(snippets)))
+    return density_groups(snippets, min_size, seed, times=times, whole_from=2 * min_size)  # a lone blob: one template
 
 
 def full_templates(recording, slices, peaks: LocalPeaks, labels: np.ndarray, hoods: Neighbourhoods,
