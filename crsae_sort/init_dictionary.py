@@ -20,7 +20,8 @@ import numpy as np
 
 from .errors import InputError, option
 from .params import InitParams
-from .units import UNKNOWN, align_troughs, same_unit, similarity_and_ratio, split_groups, trains_relation
+from .groups import density_groups, principal_features
+from .units import UNKNOWN, same_unit, similarity_and_ratio, trains_relation
 from .units import template_similarity  # noqa: F401  (where the clustering's users have always found it)
 
 logger = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def cluster_snippets(snippets: np.ndarray, params: InitParams, seed: int) -> np.
     """Cluster labels (``-1`` = noise) of snippets ``(n, K, M)``, on their first principal components.
 
     With ``n_templates`` fixed: k-means. Otherwise HDBSCAN finds the dense groups, and each group is then
-    split as its own data splits it (:func:`~crsae_sort.units.split_groups`): on real noise two units of
+    split as its own data splits it (:func:`~crsae_sort.groups.split_groups`): on real noise two units of
     nearby shapes sit in one density group, which HDBSCAN on the whole set's components does not separate.
     Groups of one unit that this over-splits are merged back by :func:`merge_similar` (and by the callers' own merges).
     """
@@ -231,33 +232,6 @@ def cluster_snippets(snippets: np.ndarray, params: InitParams, seed: int) -> np.
         feats = principal_features(snippets, seed)
         return KMeans(n_clusters=params.n_templates, n_init=4, random_state=seed).fit_predict(feats)
     return density_groups(snippets, max(10, int(params.min_cluster_fraction * len(snippets))), seed)
-
-
-N_FEATURES = 10   # principal components the clustering of snippets reads
-
-
-def principal_features(snippets: np.ndarray, seed: int) -> np.ndarray:
-    """The first ``N_FEATURES`` principal components ``(n, d)`` of snippets ``(n, K, M)``."""
-    from sklearn.decomposition import PCA
-
-    flat = snippets.reshape(len(snippets), -1)
-    n_comp = int(min(N_FEATURES, flat.shape[1], len(flat) - 1))
-    return PCA(n_components=n_comp, random_state=seed).fit_transform(flat)
-
-
-def density_groups(snippets: np.ndarray, min_size: int, seed: int, times: np.ndarray | None = None,
-                   whole_from: int = 0) -> np.ndarray:
-    """Labels (``-1`` = noise) of snippets ``(n, K, M)``: HDBSCAN (clusters of at least ``min_size``) on their
-    principal features, one group when it finds none and there are at least ``whole_from`` snippets, then each
-    group split as its own trough-aligned snippets split it (:func:`~crsae_sort.units.split_groups`, with the
-    snippets' ``times`` where given). The global and the per-bin clustering both read snippets this way."""
-    from sklearn.cluster import HDBSCAN
-
-    feats = principal_features(snippets, seed)
-    labels = HDBSCAN(min_cluster_size=min_size, min_samples=5, copy=True).fit_predict(feats)
-    if labels.max() < 0 and len(snippets) >= whole_from:  # no structure found: one template
-        labels = np.zeros(len(snippets), dtype=int)
-    return split_groups(align_troughs(snippets).reshape(len(snippets), -1), labels, min_size, seed, times=times)
 
 
 def _cluster_templates(snippets: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[int]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .init_dictionary import density_groups
+from .groups import density_groups
 from .units import same_unit
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def cluster_bins(peaks: LocalPeaks, min_cluster_fraction: float, max_per_bin: in
 def _cluster_snippets(snippets: np.ndarray, min_cluster_fraction: float, seed: int,
                       times: np.ndarray | None = None) -> np.ndarray:
     """Labels of one bin's snippets ``(n, K, m)``: HDBSCAN on their first principal components, each group
-    then split as the global path's are (:func:`~crsae_sort.units.split_groups`, on trough-aligned
+    then split as the global path's are (:func:`~crsae_sort.groups.split_groups`, on trough-aligned
     snippets), except where its parts are apart in time (``times`` ``(n,)``, increasing with the peaks'
     times): a drifting unit. Without the time test the drifting 128-channel case came out as 57 units for
     48 (7 redundant), and the per-bin path has no trains to merge the pieces back by."""

@@ -183,7 +183,7 @@ def test_one_units_templates_merge_despite_far_channel_noise():
 
 
 def test_align_troughs_brings_one_spike_cut_a_sample_apart_onto_one_waveform():
-    from crsae_sort.init_dictionary import align_troughs
+    from crsae_sort.groups import align_troughs
 
     t = np.arange(30.0)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from crsae_sort.init_dictionary import merge_similar
-from crsae_sort.units import (same_unit, similarity_and_ratio, split_groups, time_dependent, trains_relation,
-                              valley_depth)
+from crsae_sort.groups import split_groups, time_dependent, valley_depth
+from crsae_sort.units import same_unit, similarity_and_ratio, trains_relation
 
 
 def _shape(k: int = 30, m: int = 4, seed: int = 0) -> np.ndarray:
