@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .infer import above_floor, encode_screened, peak_offsets, read_out, working_set_table
+from .assign import alike_atoms
+from .infer import above_floor, by_size, encode_screened, peak_offsets, read_out, working_set_table
 from .init_dictionary import channel_locations_um, cluster_snippets, detect_and_cut, random_slices
 from .model.crsae import CRsAE
 from .model.losses import universal_lambda
@@ -134,10 +135,13 @@ def _residual(model: CRsAE, traces: list[np.ndarray], params: SortParams,
     offsets = peak_offsets(model.dictionary)
     residual, codes = [], []
     table = working_set_table(model, params.inference.screen_fraction)
+    alike = alike_atoms(model.dense_dictionary()) if params.inference.amplitude_spread > 0 else None
     for trace in traces:
         y = torch.from_numpy(trace).to(device)
         z = encode_screened(model, y, params.inference.screen_fraction, table=table)
         pos, unit, amp = read_out(z, refractory)
+        pos, unit, amp = by_size(model, y, z, pos, unit, amp, alike, params.inference.amplitude_spread, offsets,
+                                 refractory)
         keep = above_floor(amp, unit, reference, params.inference.amplitude_fraction)
         r = (y - model.decode(_spikes_only(z, pos[keep], unit[keep], offsets, refractory)[None])[0]).cpu().numpy().T
         r[:k], r[-k:] = 0.0, 0.0

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .assign import alike_atoms, assign_by_size, one_per_refractory
 from .chunks import chunks
 from .errors import option
 from .model.crsae import CRsAE
 from .model.working_set import WorkingSetCounts
 from .oom import run_in_parts
 from .params import InferenceParams
-from .units import template_similarity
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
 
     counts = {}
     table = working_set_table(model, params.screen_fraction)
+    alike = alike_atoms(model.dense_dictionary()) if params.amplitude_spread > 0 else None
     for c in tqdm(bounds, desc="inference", unit="chunk", disable=not progress, leave=False):
         if c.hi - c.lo < k:
             continue
@@ -101,6 +102,7 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
         y = _channels_first(traces).to(device)
         z = encode_screened(model, y, params.screen_fraction, counts, table)
         pos, unit, amp = read_out(z, refractory)
+        pos, unit, amp = by_size(model, y, z, pos, unit, amp, alike, params.amplitude_spread, offsets, refractory)
         times = pos + offsets[unit] + c.lo
         keep = (times >= c.start) & (times < c.end)
         n = int(keep.sum())
@@ -123,6 +125,21 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     return spikes
 
 
+def by_size(model: CRsAE, y: torch.Tensor, z: torch.Tensor, pos: np.ndarray, unit: np.ndarray, amp: np.ndarray,
+            alike: np.ndarray | None, spread: float, offsets: np.ndarray,
+            refractory: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The read-out's code peaks ``(pos, unit, amp)`` of ``z`` (codes of ``y``), each given to the alike atom its
+    size fits (:func:`crsae_sort.assign.assign_by_size`), one peak per atom within ``refractory`` samples."""
+    if spread <= 0 or alike is None or not alike.any() or len(pos) == 0:
+        return pos, unit, amp
+    residual = y - model.decode(z[None])[0]
+    pos, unit, amp = assign_by_size(y, z, pos, unit, amp, model.dense_dictionary(), model.lam,
+                                    model.reference_amplitude.cpu().numpy(), offsets, alike, spread,
+                                    residual=residual)
+    keep = one_per_refractory(pos, unit, amp, offsets, refractory)
+    return pos[keep], unit[keep], amp[keep]
+
+
 def _channels_first(traces: np.ndarray) -> torch.Tensor:
     """``traces`` ``(N, M)`` as a contiguous float32 tensor ``(M, N)``, a copy: torch's blocked, threaded transpose
     (numpy's ascontiguousarray(traces.T) took 3x as long on 384 channels). A read-only array (a recording held
@@ -134,9 +151,6 @@ def _channels_first(traces: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(traces, dtype=np.float32)).T.contiguous()
 
 
-DUPLICATE_SIMILARITY = 0.7  # atoms this alike (best-lag cosine) can code one event between them
-
-
 def drop_duplicates(spikes: Spikes, model: CRsAE, within: int) -> Spikes:
     """``spikes`` without the smaller of two spikes of different, similar atoms at most ``within`` samples apart.
 
@@ -144,13 +158,12 @@ def drop_duplicates(spikes: Spikes, model: CRsAE, within: int) -> Spikes:
     at full amplitude, and the other at a small amplitude for what the first leaves (a real unit's spike read
     out twice; on the hybrid locust tetrode an SNR-12 unit's spikes also appeared in an SNR-6 unit, precision
     0.77). Of such a pair the spike of the larger code amplitude, the one that explains more of the signal
-    (atoms have unit norm), is kept. Atoms of unlike shapes (cosine <= ``DUPLICATE_SIMILARITY``) keep both:
+    (atoms have unit norm), is kept. Atoms of unlike shapes (cosine <= :data:`crsae_sort.assign.ALIKE`) keep both:
     two units firing together.
     """
     if within <= 0 or len(spikes.sample_index) < 2:
         return spikes
-    dense = model.dense_dictionary().detach().cpu().numpy().transpose(0, 2, 1).astype(np.float64)   # (C, K, M)
-    alike = template_similarity(dense) > DUPLICATE_SIMILARITY
+    alike = alike_atoms(model.dense_dictionary())
     order = np.lexsort((spikes.sample_index, spikes.segment_index))
     t, seg = spikes.sample_index[order], spikes.segment_index[order]
     unit, amp = spikes.unit_index[order], spikes.amplitude[order]

@@ -171,6 +171,10 @@ class InferenceParams:
                                 "(H^T y)_c / lambda_c reaches it. 0 encodes every sample densely.", "", 0.0, 1.0)
     amplitude_fraction: float = _p(0.3, "Discard code peaks below this fraction of the template's reference "
                                    "amplitude (the median amplitude of its initial cluster).", "", 0.0, 1.0)
+    amplitude_spread: float = _p(0.2, "Relative spread of a unit's spike amplitudes: a code peak goes to the atom of "
+                                 "similar shape (best-lag cosine > 0.7) whose size fits it best, under a Gaussian prior "
+                                 "of this relative width around each atom's reference amplitude. 0 keeps the encoder's "
+                                 "atom.", "", 0.0, 10.0)
     refractory_ms: float = _p(1.0, "Code peaks of one template closer than this are one spike.", "ms", 0.0, 20.0)
     duplicate_ms: float = _p(0.3, "Spikes of two templates of similar shape (best-lag cosine > 0.7) closer than this "
                              "are one event: the larger code amplitude keeps it (the other atom coded the misfit). "
