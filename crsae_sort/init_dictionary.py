@@ -122,7 +122,13 @@ def _local_templates(recording, slices, params: InitParams, seed: int, n_before:
     hoods = loc.neighbourhoods(locations, params.neighbourhood_radius_um, params.spatial_bin_um)
     peaks = loc.detect_local(recording, slices, params.detect_threshold, n_before, n_after, hoods)
     _check_enough_peaks(peaks.n_peaks, recording, slices, params)
-    labels = loc.cluster_bins(peaks, params.min_cluster_fraction, params.max_templates, seed)
+    import torch
+
+    from .threads import worker_processes
+
+    # as many worker processes as the run's CPU threads (configured once at the entry point); 1 in a daemon
+    labels = loc.cluster_bins(peaks, params.min_cluster_fraction, params.max_templates, seed,
+                              n_jobs=worker_processes(torch.get_num_threads()))
     if labels.max() < 0:  # no bin holds a cluster (a quiet recording): the whole probe at once
         logger.info("local clustering found no cluster in %d bins; clustering all channels at once",
                     len(hoods.channels))

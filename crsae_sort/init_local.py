@@ -30,6 +30,7 @@ MAX_TEMPLATE_SPIKES = 300    # spikes averaged per template on the channels outs
 TRACE_CACHE_BYTES = 256 * 2**20  # slices kept in memory between the two passes; the rest are read again
 MIN_CLUSTER_PEAKS = 20           # a bin's cluster needs this many peaks (collisions of two units form small ones)
 UPSAMPLE = 2                 # merging compares templates at half-sample lags
+PARALLEL_MIN_BINS = 8        # fewer bins are clustered in this process (starting workers costs ~0.3 s)
 
 
 @dataclass
@@ -98,23 +99,42 @@ def detect_local(recording, slices, threshold: float, n_before: int, n_after: in
 
 
 def cluster_bins(peaks: LocalPeaks, min_cluster_fraction: float, max_per_bin: int,
-                 seed: int) -> np.ndarray:
-    """Cluster each bin's snippets (PCA, HDBSCAN); global labels per peak, ``-1`` for noise."""
+                 seed: int, n_jobs: int = 1) -> np.ndarray:
+    """Cluster each bin's snippets (PCA, HDBSCAN, splits); global labels per peak, ``-1`` for noise.
+
+    The bins are independent, so with ``n_jobs > 1`` and at least :data:`PARALLEL_MIN_BINS` of them they are
+    clustered in ``n_jobs`` worker processes (joblib's loky; the fits hold the GIL, so threads do not help):
+    the same labels, as each bin's clustering is seeded alike wherever it runs."""
     labels = np.full(peaks.n_peaks, -1, dtype=np.int64)
-    next_label = 0
     rng = np.random.default_rng(seed)
-    for b, (snips, members) in enumerate(zip(peaks.snippets, peaks.members)):
+    tasks = []
+    for snips, members in zip(peaks.snippets, peaks.members):
         if len(snips) < MIN_CLUSTER_PEAKS:
             continue
         pick = np.arange(len(snips))
         if len(pick) > MAX_PEAKS_PER_BIN:
             pick = np.sort(rng.choice(len(snips), MAX_PEAKS_PER_BIN, replace=False))
         when = peaks.slice_index[members[pick]] * 2**40 + peaks.sample_index[members[pick]]  # slices are in time order
-        local = _cluster_snippets(snips[pick], min_cluster_fraction, seed, when)
+        tasks.append((members[pick], snips[pick], when))
+    jobs = [(snips, min_cluster_fraction, seed, when) for _, snips, when in tasks]
+    if n_jobs > 1 and len(tasks) >= PARALLEL_MIN_BINS:
+        from joblib import Parallel, delayed
+        from joblib.externals.loky import get_reusable_executor
+
+        logger.info("clustering %d bins in %d worker processes", len(tasks), n_jobs)
+        try:  # max_nbytes=None: snippets travel pickled, no memory-mapped folder in /dev/shm to leave behind
+            results = Parallel(n_jobs=n_jobs, backend="loky", max_nbytes=None)(
+                delayed(_cluster_snippets)(*job) for job in jobs)
+        finally:  # the workers' memory is not held through training
+            get_reusable_executor().shutdown(wait=True)
+    else:
+        results = [_cluster_snippets(*job) for job in jobs]
+    next_label = 0
+    for (members, _, _), local in zip(tasks, results):
         ids, counts = np.unique(local[local >= 0], return_counts=True)
         ids = ids[np.argsort(counts)[::-1][:max_per_bin]]   # the largest clusters of the bin
         for u in ids:
-            labels[members[pick[local == u]]] = next_label
+            labels[members[local == u]] = next_label
             next_label += 1
     return labels
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import InputError
 from .params import PreprocessParams
+from .threads import worker_processes
 
 logger = logging.getLogger(__name__)
 
@@ -186,16 +187,6 @@ def check_cache_room(recording, params: PreprocessParams, base: Path) -> None:
                          "cache_on_disk=false (no disk, but 1.5-2x slower or more)")
 
 
-def _save_jobs() -> int:
-    """Worker processes for computing a recording once: the usable CPUs, or 1 in a daemonic process (a dask
-    worker, say), which may not start others."""
-    import multiprocessing
-
-    from .threads import usable_cpus
-
-    return usable_cpus() if not multiprocessing.current_process().daemon else 1
-
-
 def _hold(rec, plan: str, scratch: Path | None, name: str):
     """``rec`` computed once where ``plan`` (:func:`cache_plan`) says: returns the recording later steps read and
     where it is held ('memory', the disk folder, or 'lazy': not held, ``rec`` itself)."""
@@ -216,7 +207,7 @@ def _hold_on_disk(rec, folder: Path):
     import spikeinterface.preprocessing as spre
 
     t0 = time.perf_counter()
-    saved = rec.save(format="binary", folder=folder, dtype=DISK_CACHE_DTYPE, n_jobs=_save_jobs(), chunk_duration="1s",
+    saved = rec.save(format="binary", folder=folder, dtype=DISK_CACHE_DTYPE, n_jobs=worker_processes(), chunk_duration="1s",
                      progress_bar=False, verbose=False)
     logger.info("disk cache: %s written in %.1f s", folder, time.perf_counter() - t0)
     return spre.astype(saved, dtype="float32")
@@ -230,7 +221,7 @@ def _hold_in_memory(rec):
     worker say, may not), otherwise in this process.
     """
     n_bytes = _float32_bytes(rec)
-    n_jobs = _save_jobs()
+    n_jobs = worker_processes()
     try:
         shared = n_jobs > 1 and shutil.disk_usage("/dev/shm").free > 2 * n_bytes
     except OSError:  # no /dev/shm (not Linux)
@@ -281,11 +272,9 @@ def _correct_motion(rec, preset: str):
     largest absolute estimated displacement, µm."""
     from spikeinterface.preprocessing import correct_motion
 
-    from .threads import usable_cpus
-
     # 5-s chunks: SpikeInterface's grid-convolution localisation loops over each chunk's peak channels in Python,
     # so 1-s chunks cost 2-4x the time for the same peaks and the same estimate (60 s of 384 channels: 10.4 -> 4.6 s)
-    jobs = dict(n_jobs=usable_cpus(), chunk_duration="5s", progress_bar=False)
+    jobs = dict(n_jobs=worker_processes(), chunk_duration="5s", progress_bar=False)
     duration_s = sum(rec.get_num_samples(s) for s in range(rec.get_num_segments())) / rec.get_sampling_frequency()
     batching = {}
     if preset.startswith("dredge") and duration_s > DREDGE_ONLINE_S:

@@ -33,6 +33,16 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def worker_processes(limit: int | None = None) -> int:
+    """Worker processes this process may start: ``limit`` (default: the usable CPUs), or 1 in a daemonic
+    process (a dask worker, a ``multiprocessing.Pool`` worker), which may not start others."""
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        return 1
+    return max(1, usable_cpus() if limit is None else limit)
+
+
 def granted_threads() -> int | None:
     """Threads a job engine granted through ``OMP_NUM_THREADS`` (its first level), if set and valid."""
     text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()

@@ -199,3 +199,42 @@ def test_align_troughs_brings_one_spike_cut_a_sample_apart_onto_one_waveform():
     assert after < 0.15 * before
     assert np.abs(aligned[2] - snippets[2]).max() < 0.05                      # trough on the sample: barely moved
     assert aligned.shape == snippets.shape and aligned.dtype == snippets.dtype
+
+
+def _two_unit_bins(n_bins=9, seed=0):
+    """LocalPeaks of ``n_bins`` bins, each holding two units' noisy snippets (60 each, 3 channels)."""
+    from crsae_sort.init_local import LocalPeaks
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(20)
+    shapes = [-8 * np.exp(-((t - 7) / 2.0) ** 2), -5 * np.exp(-((t - 9) / 3.0) ** 2)]
+    snippets, members, start = [], [], 0
+    for b in range(n_bins):
+        units = [np.stack([s * g for g in (1.0, 0.5 + 0.1 * b % 3, 0.2)], axis=1) for s in shapes]
+        snips = np.concatenate([u[None] + rng.standard_normal((60, 20, 3)) for u in units]).astype(np.float32)
+        snippets.append(snips)
+        members.append(np.arange(start, start + len(snips)))
+        start += len(snips)
+    n = start
+    return LocalPeaks(np.zeros(n, np.int64), np.arange(n) * 100, np.zeros(n, np.int64), snippets, members, {})
+
+
+def test_bins_clustered_in_worker_processes_get_the_same_labels():
+    from crsae_sort.init_local import cluster_bins
+
+    peaks = _two_unit_bins()
+    one = cluster_bins(peaks, 0.01, 24, seed=0, n_jobs=1)
+    two = cluster_bins(peaks, 0.01, 24, seed=0, n_jobs=2)
+    assert np.array_equal(one, two)
+    assert len(np.unique(one[one >= 0])) == 2 * len(peaks.snippets)   # each bin's two units
+
+
+def test_a_daemonic_process_starts_no_workers():
+    import multiprocessing
+
+    from crsae_sort.threads import worker_processes
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:   # Pool workers are daemonic
+        assert pool.apply(worker_processes, (2,)) == 1
+    assert worker_processes(2) == 2
