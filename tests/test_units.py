@@ -190,3 +190,37 @@ def test_two_units_in_one_bin_on_real_noise_are_split_on_a_dense_probe(monkeypat
     strong = [u for u in built.gt_sorting.unit_ids if built.snrs[str(u)] >= 9]
     majors = [np.bincount(labels[(truth == int(u)) & (labels >= 0)]).argmax() for u in strong]
     assert len(strong) == 2 and len(set(majors)) == 2
+
+
+def test_merge_keeps_two_sizes_of_one_shape_apart_and_merges_halves_of_one_unit():
+    from crsae_sort.groups import two_modes
+
+    rng = np.random.default_rng(5)
+    shape = _shape(seed=2)
+    shape = shape / np.linalg.norm(shape)
+    n = 150
+
+    def unit(amplitude, spread=0.05):  # snippets (n, K, M) of one unit in unit noise
+        sizes = amplitude * (1 + spread * rng.standard_normal(n))
+        return sizes[:, None, None] * shape[None] + rng.standard_normal((n,) + shape.shape)
+
+    small, large = unit(13.0), unit(16.0)                   # norms 1.23 apart: "one unit" by shape and amplitude
+    snippets = np.concatenate([small, large])
+    flat = snippets.reshape(len(snippets), -1)
+    a, b = np.arange(n), np.arange(n, 2 * n)
+    atoms = np.stack([np.median(small, axis=0), np.median(large, axis=0)])
+    assert two_modes(flat, a, b, seed=0)
+    kept, _ = merge_similar(atoms, [n, n], 0.9, 1.3, members=[a, b], apart=lambda x, y: two_modes(flat, x, y, 0))
+    assert len(kept) == 2
+    assert len(merge_similar(atoms, [n, n], 0.9, 1.3)[0]) == 1               # without the test: merged
+    # one unit of the same spread of sizes, cut in two at random: one mode, merged
+    one = unit(14.5, spread=0.1).reshape(n, -1)
+    half = rng.random(n) < 0.5
+    assert not two_modes(one, np.flatnonzero(half), np.flatnonzero(~half), seed=0)
+    # ... or cut at its median size: halves whose medians lie ~2.7 of their own deviations apart, one Gaussian
+    size = one @ shape.ravel()
+    low = size < np.median(size)
+    assert not two_modes(one, np.flatnonzero(low), np.flatnonzero(~low), seed=0)
+    # two sizes that follow each other in time (a unit whose amplitude drifts): one unit
+    times = np.arange(2 * n)
+    assert not two_modes(flat, a, b, seed=0, times=times)
