@@ -41,23 +41,22 @@ def alike_atoms(dictionary: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def assign_by_size(y: torch.Tensor, z: torch.Tensor, pos: np.ndarray, unit: np.ndarray, amp: np.ndarray,
+def assign_by_size(residual: torch.Tensor, z: torch.Tensor, pos: np.ndarray, unit: np.ndarray, amp: np.ndarray,
                    dictionary: torch.Tensor, lam: torch.Tensor, reference: np.ndarray, offsets: np.ndarray,
-                   alike: np.ndarray, spread: float, lags: int = 2,
-                   residual: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   alike: np.ndarray, spread: float, lags: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Code peaks ``(pos, unit, amp)`` of the codes ``z`` ``(C, n - K + 1)`` of ``y`` ``(M, n)``, each moved to
     the alike atom that fits its size best (module docstring); returns the new ``(pos, unit, amp)``.
 
-    ``dictionary`` ``(C, M, K)`` dense unit-norm atoms (zero off a local atom's support), ``lam`` ``(C,)``,
-    ``reference`` ``(C,)`` reference amplitudes, ``offsets`` ``(C,)`` peak offsets, ``alike`` from
-    :func:`alike_atoms`; ``residual`` ``y - H z`` when the caller has it. ``spread = 0`` changes nothing.
+    ``residual`` ``y - H z`` ``(M, n)``; ``dictionary`` ``(C, M, K)`` dense unit-norm atoms (zero off a local
+    atom's support), ``lam`` ``(C,)``, ``reference`` ``(C,)`` reference amplitudes, ``offsets`` ``(C,)`` peak
+    offsets, ``alike`` from :func:`alike_atoms`. ``spread = 0`` changes nothing.
     """
     pos, unit, amp = pos.copy(), unit.copy(), amp.copy()
     if spread <= 0 or len(pos) == 0 or not alike.any():
         return pos, unit, amp
     n_atoms, _, k = dictionary.shape
     n_codes = z.shape[1]
-    r = residual if residual is not None else y - F.conv_transpose1d(z[None], dictionary)[0]
+    r = residual
     margin = k + lags
     width = 3 * k + 2 * lags
     r_pad = F.pad(r, (margin, margin + k))
@@ -104,18 +103,27 @@ def one_per_refractory(pos: np.ndarray, unit: np.ndarray, amp: np.ndarray, offse
                        refractory: int) -> np.ndarray:
     """Boolean mask: of two peaks of one atom whose spike times (``pos + offsets[unit]``) are within
     ``refractory`` samples (two atoms' peaks of one event, moved to the same atom), the larger is kept."""
-    keep = np.ones(len(pos), dtype=bool)
-    if len(pos) < 2:
-        return keep
-    t = pos + offsets[unit]
-    order = np.lexsort((-amp, t, unit))
-    t, u, a = t[order], unit[order], amp[order]
+    return ~smaller_of_close_pairs(pos + offsets[unit], np.zeros(len(pos), np.int64), unit, amp, refractory,
+                                   lambda a, b: a == b)
+
+
+def smaller_of_close_pairs(t: np.ndarray, segment: np.ndarray, unit: np.ndarray, amp: np.ndarray, within: int,
+                           pair) -> np.ndarray:
+    """Boolean mask of the spikes to drop: of two spikes at most ``within`` samples apart in one segment whose
+    atoms ``pair(unit_i, unit_j)`` says belong together, the one of the smaller amplitude (ties: the later)."""
+    drop = np.zeros(len(t), dtype=bool)
+    if within <= 0 or len(t) < 2:
+        return drop
+    order = np.lexsort((t, segment))
+    t, seg, u, a = t[order], segment[order], unit[order], amp[order]
+    dropped = np.zeros(len(t), dtype=bool)
     for lag in range(1, len(t)):
         i, j = np.arange(len(t) - lag), np.arange(lag, len(t))
-        near = (u[i] == u[j]) & (t[j] - t[i] <= refractory)
+        near = (seg[i] == seg[j]) & (t[j] - t[i] <= within)
         if not near.any():
             break
-        # drop the smaller of each close pair (ties: the later)
-        keep[order[i[near & (a[i] < a[j])]]] = False
-        keep[order[j[near & (a[i] >= a[j])]]] = False
-    return keep
+        both = near & pair(u[i], u[j])
+        dropped[i[both & (a[i] < a[j])]] = True
+        dropped[j[both & (a[i] >= a[j])]] = True
+    drop[order[dropped]] = True
+    return drop

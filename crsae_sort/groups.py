@@ -180,8 +180,9 @@ def two_modes(flat: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int, times: 
     of one shape: their amplitudes along the pair's mean snippet (projections on it, unit norm) are better
     explained by two Gaussians than by one (a mixture's BIC, as :func:`crsae_sort.split.amplitude_modes` decides
     between amplitude modes) and the groups' median amplitudes lie ``MODES_APART`` pooled standard deviations
-    apart or more (a BIC also prefers two Gaussians for one unit's skewed amplitudes), and, with ``times``, the groups are not apart in time (:func:`time_dependent`: one
-    unit whose amplitude drifts). Halves of one unit that differ in shape or timing, not in size, are one mode.
+    apart or more (a BIC also prefers two Gaussians for one unit's skewed amplitudes), and, with ``times``, the
+    groups are not apart in time (:func:`time_dependent`: one unit whose amplitude drifts). Halves of one unit
+    that differ in shape or timing, not in size, are one mode.
 
     On a locust hybrid, the two injected units of one shape (cosine 0.95) and norms 1.17 apart that the split had
     separated gave a BIC difference of 33.8 in favour of two; the pairs of clusters of one unit there, and each

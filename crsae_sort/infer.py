@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .assign import alike_atoms, assign_by_size, one_per_refractory
+from .assign import alike_atoms, assign_by_size, one_per_refractory, smaller_of_close_pairs
 from .chunks import chunks
 from .errors import option
 from .model.crsae import CRsAE
@@ -133,9 +133,8 @@ def by_size(model: CRsAE, y: torch.Tensor, z: torch.Tensor, pos: np.ndarray, uni
     if spread <= 0 or alike is None or not alike.any() or len(pos) == 0:
         return pos, unit, amp
     residual = y - model.decode(z[None])[0]
-    pos, unit, amp = assign_by_size(y, z, pos, unit, amp, model.dense_dictionary(), model.lam,
-                                    model.reference_amplitude.cpu().numpy(), offsets, alike, spread,
-                                    residual=residual)
+    pos, unit, amp = assign_by_size(residual, z, pos, unit, amp, model.dense_dictionary(), model.lam,
+                                    model.reference_amplitude.cpu().numpy(), offsets, alike, spread)
     keep = one_per_refractory(pos, unit, amp, offsets, refractory)
     return pos[keep], unit[keep], amp[keep]
 
@@ -164,21 +163,9 @@ def drop_duplicates(spikes: Spikes, model: CRsAE, within: int) -> Spikes:
     if within <= 0 or len(spikes.sample_index) < 2:
         return spikes
     alike = alike_atoms(model.dense_dictionary())
-    order = np.lexsort((spikes.sample_index, spikes.segment_index))
-    t, seg = spikes.sample_index[order], spikes.segment_index[order]
-    unit, amp = spikes.unit_index[order], spikes.amplitude[order]
-    drop = np.zeros(len(t), dtype=bool)
-    for lag in range(1, len(t)):
-        i, j = np.arange(len(t) - lag), np.arange(lag, len(t))
-        near = (seg[i] == seg[j]) & (t[j] - t[i] <= within)
-        if not near.any():
-            break
-        pair = near & (unit[i] != unit[j]) & alike[unit[i], unit[j]]
-        drop[i[pair & (amp[i] < amp[j])]] = True
-        drop[j[pair & (amp[i] >= amp[j])]] = True
-    keep = np.ones(len(t), dtype=bool)
-    keep[order[drop]] = False
-    return spikes.select(keep)
+    drop = smaller_of_close_pairs(spikes.sample_index, spikes.segment_index, spikes.unit_index, spikes.amplitude,
+                                  within, lambda a, b: (a != b) & alike[a, b])
+    return spikes.select(~drop)
 
 
 def above_floor(amplitude: np.ndarray, unit: np.ndarray, reference_amplitude: np.ndarray,

@@ -267,10 +267,10 @@ def merge_similar(atoms: np.ndarray, sizes: list[int], threshold: float, max_rat
     template is kept.
 
     With each cluster's snippet indices ``members`` and ``apart(a, b)``, a pair that is one unit by those rules
-    but whose snippets form two modes (``apart``: :func:`~crsae_sort.groups.two_modes`, the split's own valley
-    test) stays apart unless their trains are refractory: two cells of one shape and nearly one amplitude that
-    the split separated (on a locust hybrid, units of SNR 7.5 and 10 with cosine 0.95 and norms 1.17 apart,
-    164 and 160 snippets, each split out cleanly, were merged back into one unit here).
+    but whose sizes are two modes (``apart``: :func:`~crsae_sort.groups.two_modes`) stays apart unless their
+    trains are refractory: two cells of one shape and nearly one amplitude that the split separated (on a
+    locust hybrid, units of SNR 7.5 and 10 with cosine 0.95 and norms 1.17 apart, 164 and 160 snippets, each
+    split out cleanly, were merged back into one unit here).
     """
     atoms, sizes = list(atoms), list(sizes)
     trains = list(trains) if trains is not None else None
