@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .units import template_similarity
 
 ALIKE = 0.7  # atoms this alike (best-lag cosine) can code each other's spikes
+BATCH = 4096  # code peaks judged at once (their windows: BATCH x channels x (3 K + 4) floats)
 
 
 def alike_atoms(dictionary: torch.Tensor) -> np.ndarray:
@@ -64,38 +65,40 @@ def assign_by_size(residual: torch.Tensor, z: torch.Tensor, pos: np.ndarray, uni
     lam_np = lam.detach().cpu().numpy()
     m = reference.astype(np.float64)
     var = (spread * m) ** 2 + 1.0
+    encoded = unit.copy()                                # each peak is judged once, from the atom that coded it
     for c in range(n_atoms):
         partners = np.flatnonzero(alike[c])
-        rows = np.flatnonzero(unit == c)
-        if len(partners) == 0 or len(rows) == 0:
+        if len(partners) == 0:
             continue
         group = np.concatenate([[c], partners])
         channels = torch.nonzero(dictionary[group].abs().sum(dim=(0, 2)) > 0).flatten()
-        p = torch.from_numpy(pos[rows]).to(r.device)
-        # windows x (n, |S|, width): residual from code position p - k - lags, plus the peak's own codes
-        x = r_pad[channels].unfold(1, width, 1)[:, p].permute(1, 0, 2).contiguous()
         atom = dictionary[c, channels]
-        for d in (-1, 0, 1):
-            coef = z_pad[c, p + 1 + d]
-            x[:, :, margin + d: margin + d + k] += coef[:, None, None] * atom[None]
-        best_score = np.full(len(rows), -np.inf)
-        best = np.zeros((len(rows), 3))                  # atom, code position, amplitude q
-        for c2 in group:
-            start = k + int(offsets[c]) - int(offsets[c2])
-            q = F.conv1d(x[:, :, start: start + k + 2 * lags], dictionary[c2, channels][None])[:, 0]  # (n, 2 lags + 1)
-            qmax, lag = q.max(dim=1)
-            qmax = qmax.double().cpu().numpy()
-            score = qmax ** 2 / 2 - (qmax - m[c2]) ** 2 / (2 * var[c2])
-            better = score > best_score
-            best_score[better] = score[better]
-            new_pos = pos[rows] + int(offsets[c]) - int(offsets[c2]) + lag.cpu().numpy() - lags
-            best[better] = np.stack([np.full(len(rows), c2), new_pos, qmax], axis=1)[better]
-        moved = (best[:, 0] != c) & (best[:, 1] >= 0) & (best[:, 1] < n_codes)
-        idx = rows[moved]
-        to = best[moved, 0].astype(np.int64)
-        unit[idx] = to
-        pos[idx] = best[moved, 1].astype(np.int64)
-        amp[idx] = np.maximum(best[moved, 2] - lam_np[to], 0.0).astype(np.float32)
+        coded = np.flatnonzero(encoded == c)
+        for rows in np.array_split(coded, -(-len(coded) // BATCH)) if len(coded) else []:
+            p = torch.from_numpy(pos[rows]).to(r.device)
+            # windows x (n, |S|, width): residual from code position p - k - lags, plus the peak's own codes
+            x = r_pad[channels].unfold(1, width, 1)[:, p].permute(1, 0, 2).contiguous()
+            for d in (-1, 0, 1):
+                coef = z_pad[c, p + 1 + d]
+                x[:, :, margin + d: margin + d + k] += coef[:, None, None] * atom[None]
+            best_score = np.full(len(rows), -np.inf)
+            best = np.zeros((len(rows), 3))                  # atom, code position, amplitude q
+            for c2 in group:
+                start = k + int(offsets[c]) - int(offsets[c2])
+                q = F.conv1d(x[:, :, start: start + k + 2 * lags], dictionary[c2, channels][None])[:, 0]  # (n, 2l + 1)
+                qmax, lag = q.max(dim=1)
+                qmax = qmax.double().cpu().numpy()
+                score = qmax ** 2 / 2 - (qmax - m[c2]) ** 2 / (2 * var[c2])
+                better = score > best_score
+                best_score[better] = score[better]
+                new_pos = pos[rows] + int(offsets[c]) - int(offsets[c2]) + lag.cpu().numpy() - lags
+                best[better] = np.stack([np.full(len(rows), c2), new_pos, qmax], axis=1)[better]
+            moved = (best[:, 0] != c) & (best[:, 1] >= 0) & (best[:, 1] < n_codes)
+            idx = rows[moved]
+            to = best[moved, 0].astype(np.int64)
+            unit[idx] = to
+            pos[idx] = best[moved, 1].astype(np.int64)
+            amp[idx] = np.maximum(best[moved, 2] - lam_np[to], 0.0).astype(np.float32)
     return pos, unit, amp
 
 
