@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .assign import alike_atoms
-from .infer import above_floor, by_size, encode_screened, peak_offsets, read_out, working_set_table
+from .infer import above_floor, code_peaks, encode_screened, peak_offsets, working_set_table
 from .init_dictionary import channel_locations_um, cluster_snippets, detect_and_cut, random_slices
 from .model.crsae import CRsAE
 from .model.losses import universal_lambda
@@ -139,9 +139,7 @@ def _residual(model: CRsAE, traces: list[np.ndarray], params: SortParams,
     for trace in traces:
         y = torch.from_numpy(trace).to(device)
         z = encode_screened(model, y, params.inference.screen_fraction, table=table)
-        pos, unit, amp = read_out(z, refractory)
-        pos, unit, amp = by_size(model, y, z, pos, unit, amp, alike, params.inference.amplitude_spread, offsets,
-                                 refractory)
+        pos, unit, amp = code_peaks(model, y, z, refractory, offsets, params.inference.amplitude_spread, alike)
         keep = above_floor(amp, unit, reference, params.inference.amplitude_fraction)
         r = (y - model.decode(_spikes_only(z, pos[keep], unit[keep], offsets, refractory)[None])[0]).cpu().numpy().T
         r[:k], r[-k:] = 0.0, 0.0

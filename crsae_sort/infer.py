@@ -101,8 +101,7 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
         traces = recording.get_traces(segment_index=c.segment, start_frame=c.lo, end_frame=c.hi)
         y = _channels_first(traces).to(device)
         z = encode_screened(model, y, params.screen_fraction, counts, table)
-        pos, unit, amp = read_out(z, refractory)
-        pos, unit, amp = by_size(model, y, z, pos, unit, amp, alike, params.amplitude_spread, offsets, refractory)
+        pos, unit, amp = code_peaks(model, y, z, refractory, offsets, params.amplitude_spread, alike)
         times = pos + offsets[unit] + c.lo
         keep = (times >= c.start) & (times < c.end)
         n = int(keep.sum())
@@ -125,11 +124,13 @@ def detect_spikes(model: CRsAE, recording, params: InferenceParams, progress: bo
     return spikes
 
 
-def by_size(model: CRsAE, y: torch.Tensor, z: torch.Tensor, pos: np.ndarray, unit: np.ndarray, amp: np.ndarray,
-            alike: np.ndarray | None, spread: float, offsets: np.ndarray,
-            refractory: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The read-out's code peaks ``(pos, unit, amp)`` of ``z`` (codes of ``y``), each given to the alike atom its
-    size fits (:func:`crsae_sort.assign.assign_by_size`), one peak per atom within ``refractory`` samples."""
+def code_peaks(model: CRsAE, y: torch.Tensor, z: torch.Tensor, refractory: int, offsets: np.ndarray, spread: float,
+               alike: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The read-out's code peaks ``(pos, unit, amp)`` of ``z`` (codes of ``y``; :func:`read_out`), each given to the
+    alike atom its size fits (:func:`crsae_sort.assign.assign_by_size`; ``alike`` from
+    :func:`crsae_sort.assign.alike_atoms`, None or ``spread = 0``: the encoder's atoms), one peak per atom within
+    ``refractory`` samples. Inference and growth's residual read spikes out through it."""
+    pos, unit, amp = read_out(z, refractory)
     if spread <= 0 or alike is None or not alike.any() or len(pos) == 0:
         return pos, unit, amp
     residual = y - model.decode(z[None])[0]
