@@ -116,8 +116,10 @@ class ModelParams:
     positive_codes: bool = _p(True, "One-sided shrinkage (non-negative spike amplitudes).")
     lambda_scale: float = _p(1.0, "Initial lambda as a multiple of the universal threshold sqrt(2 log(C N)).",
                              "", 0.05, 20.0)
-    lambda_prior_strength: float = _p(10.0, "Gamma-prior pseudo-samples per data sample (r / N_e); larger keeps "
-                                      "lambda closer to its initial value.", "", 0.0, 1e6)
+    lambda_prior_strength: float = _p(1.0, "Gamma-prior pseudo-samples per code sample (r / N_e). Training moves "
+                                      "each lambda away from its start as its atom codes more (lower) or less "
+                                      "(higher) than the mean atom; larger keeps every lambda closer to its start.",
+                                      "", 0.0, 1e6)
     dictionary_gradient: str = _p("ae-ls", "How the dictionary's gradient is taken: 'ae-ls' backpropagates "
                                   "1/2 ||y - H z_T||^2 through the unrolled encoder (the CRsAE rule); 'ae-lasso' "
                                   "backpropagates the lasso objective through it; 'dec' detaches z_T first "
@@ -134,7 +136,6 @@ class TrainParams:
     max_epochs: int = _p(2, "Upper bound on passes over the training windows.", "", 0, 10000)
     learning_rate: float = _p(5e-4, "Adam learning rate for the dictionary: a fine-tuning rate for clustered templates "
                               "(docs/benchmarks.md, Learning).", "", 0.0, 1.0, low_open=True)
-    lambda_learning_rate: float = _p(2e-2, "Adam learning rate for log(lambda).", "", 0.0, 1.0)
     encoder_learning_rate: float = _p(0.1, "Adam learning rate for the encoder's own weights (log-scale per-layer "
                                       "steps and thresholds of encoder=reweighted or learned-steps; fista, ista "
                                       "and reweighted-candes have none). On the demo tetrode, learned-steps at "

@@ -75,35 +75,50 @@ def test_shrink_one_and_two_sided():
     assert shrink(v, b, positive=False).tolist() == [[[-2.0, 0.0, 0.0, 2.0]]]
 
 
-def test_lambda_gradient_descent_reaches_closed_form():
+def test_lambda_step_is_the_closed_form_over_every_batch_so_far():
+    """Training's lambda step (online EM) equals the minimiser of the Gamma-prior loss over the codes of all
+    the batches it has seen, and that minimiser is a stationary point of the loss."""
+    from crsae_sort.train import _lambda_step, _State
+
     g = torch.Generator().manual_seed(8)
-    z = torch.relu(torch.randn(4, 3, 100, generator=g, dtype=torch.float64)) * torch.tensor([0.5, 1.0, 2.0],
-                                                                                            dtype=torch.float64).view(1, 3, 1)
+    batches = [torch.relu(torch.randn(4, 3, 100, generator=g, dtype=torch.float64) - 1.5)
+               * torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64).view(1, 3, 1) for _ in range(3)]
     lam0 = torch.tensor([2.0, 3.0, 4.0], dtype=torch.float64)
-    r, delta = gamma_prior(lam0, z.shape[0] * z.shape[2], strength=0.5)
-    expected = lambda_closed_form(z, r, delta)
-    log_lam = lam0.log().clone().requires_grad_()
-    opt = torch.optim.Adam([log_lam], lr=0.05)
-    for _ in range(3000):
-        opt.zero_grad()
-        loss = lambda_loss(z, log_lam.exp(), r, delta) / 400
-        loss.backward()
-        opt.step()
-    assert torch.allclose(log_lam.exp(), expected, rtol=1e-4)
+    model = CRsAE(random_dictionary(3, 2, 5, dtype=torch.float64), lam0.clone(), n_iter=5)
+    st = _State(best_loss=0.0, best_state={}, l1_sum=[0.0] * 3)
+
+    def prior(n):
+        return gamma_prior(lam0, n, 0.5, code_l1=0.1 * n)
+
+    for z in batches:
+        _lambda_step(st, model, z, prior)
+    every = torch.cat(batches)
+    expected = lambda_closed_form(every, *prior(every.shape[0] * every.shape[2]))
+    assert st.n_codes == 1200
+    assert torch.allclose(model.lam.detach(), expected, rtol=1e-12)
     # the closed form is the stationary point: d loss / d lambda = ||z||_1 - (N_e + r - 1)/lambda + delta = 0
     lam = expected.clone().requires_grad_()
-    lambda_loss(z, lam, r, delta).backward()
+    lambda_loss(every, lam, *prior(1200)).backward()
     assert lam.grad.abs().max() < 1e-8
 
 
-def test_prior_strength_pulls_lambda_to_prior_mean():
-    z = torch.zeros(2, 1, 50, dtype=torch.float64)
-    z[0, 0, 10] = 5.0
-    lam0 = torch.tensor([3.0], dtype=torch.float64)
-    weak = lambda_closed_form(z, *gamma_prior(lam0, 100, strength=0.01))
-    strong = lambda_closed_form(z, *gamma_prior(lam0, 100, strength=1000.0))
-    assert abs(strong.item() - 3.0) < 0.01
-    assert weak.item() > 15  # sparse data alone pushes lambda up (N_e / ||z||_1 = 20)
+def test_prior_puts_lambda_at_its_start_for_the_mean_atom_and_orders_the_rest_by_code_size():
+    # three atoms coding 1, 3 and 5 spikes of size 5 in 100 code samples: mean ||z_c||_1 = 15
+    z = torch.zeros(2, 3, 50, dtype=torch.float64)
+    for c, n in enumerate((1, 3, 5)):
+        z[0, c, 10: 10 + n] = 5.0
+    lam0 = torch.tensor([3.0, 3.0, 3.0], dtype=torch.float64)
+    code_l1 = float(z.abs().sum(dim=(0, 2)).mean())
+    weak = lambda_closed_form(z, *gamma_prior(lam0, 100, strength=0.0, code_l1=code_l1))
+    one = lambda_closed_form(z, *gamma_prior(lam0, 100, strength=1.0, code_l1=code_l1))
+    strong = lambda_closed_form(z, *gamma_prior(lam0, 100, strength=1000.0, code_l1=code_l1))
+    assert one[1].item() == pytest.approx(3.0, rel=1e-12)            # the mean atom stays where it started
+    assert weak[0] > one[0] > strong[0] > 3.0 > strong[2] > one[2] > weak[2]
+    # lambda_c / lambda0 = 1 / (1 + lambda0 (||z_c||_1 - mean) / (N_e + r - 1)): 1 / (1 - 3 * 10 / 199) with r = 100
+    assert one[0].item() == pytest.approx(3.0 / (1.0 - 30.0 / 199.0), rel=1e-12)
+    # the prior of mean lambda0 (delta = r / lambda0) raised every atom, towards (1 + 1 / strength) lambda0 = 6
+    old = (100 + 100 - 1) / (z.abs().sum(dim=(0, 2)) + 100 / 3.0)
+    assert bool(torch.all(old > one + 0.7)) and float(old.min()) > 3.0
 
 
 def test_model_keeps_unit_norm_atoms_and_fresh_lipschitz():

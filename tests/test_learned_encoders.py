@@ -137,7 +137,7 @@ def test_training_moves_the_encoder_weights_towards_a_lower_lasso(name):
 
     best = fista(y, d, model.lam.detach(), model.lipschitz, 300)
     before = gap()
-    params = TrainParams(batch_size=8, max_epochs=4, learning_rate=1e-9, lambda_learning_rate=0.0,
+    params = TrainParams(batch_size=8, max_epochs=4, learning_rate=1e-9,
                          encoder_learning_rate=0.1, patience=100, eval_every=100)
     train(model, windows, params, lambda_prior_strength=1e6, seed=0)
     moved = max(float(p.detach().abs().max()) for p in model.encoder.parameters())

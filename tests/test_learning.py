@@ -47,7 +47,8 @@ def _perturbed(init, fraction: float, seed: int):
     return dataclasses.replace(init, dictionary=d.astype(np.float32))
 
 
-def _accuracy(rec, gt, pre, model, params) -> float:
+def _accuracy(rec, gt, pre, model, params, units=None) -> float:
+    """Mean accuracy over ``units`` of ``gt`` (all of them, exhaustive ground truth, when None)."""
     from spikeinterface.comparison import compare_sorter_to_ground_truth
 
     from crsae_sort.infer import detect_spikes
@@ -55,8 +56,8 @@ def _accuracy(rec, gt, pre, model, params) -> float:
 
     spikes = detect_spikes(model, pre.recording, params.inference)
     result = build_result(rec, pre, model, spikes, params, None, torch.device("cpu"), None)
-    perf = compare_sorter_to_ground_truth(gt, result.sorting).get_performance()
-    return float(perf["accuracy"].mean())
+    perf = compare_sorter_to_ground_truth(gt, result.sorting, exhaustive_gt=units is None).get_performance()
+    return float(perf["accuracy"].mean() if units is None else perf["accuracy"][units].mean())
 
 
 def test_the_held_out_objective_is_the_map_objective_of_the_windows(tetrode):
@@ -65,7 +66,7 @@ def test_the_held_out_objective_is_the_map_objective_of_the_windows(tetrode):
     model = initial_model(init, params, n, torch.device("cpu"))
     val = torch.from_numpy(sample_windows(pre.recording, 8, n, seed=3))
     r, delta = gamma_prior(model.lam.detach(), 8 * (n - init.dictionary.shape[-1] + 1), 10.0)
-    judged = _Judge(val, r, delta)(model)
+    judged = _Judge(val, (r, delta))(model)
     with torch.no_grad():
         z, y_hat = model(val)
         expected = float(map_objective(val, y_hat, z, model.lam, r, delta, edge_samples(model)))
@@ -85,8 +86,23 @@ def test_training_is_kept_and_lambda_comes_out_per_unit(tetrode):
     assert [row["step"] for row in result.history if row["kept"]] == [result.best_step]   # what the report reads
     assert best["val_objective"] < first["val_objective"]
     lam = model.lam.detach().numpy()
-    assert lam.max() - lam.min() > 1e-3, f"every unit kept one lambda: {lam}"
     assert not np.allclose(lam, first["lam"]), "lambda was thrown away with the training"
+    _assert_lambda_follows_code_size(model, pre, params, first["lam"])
+
+
+def _assert_lambda_follows_code_size(model, pre, params, lam_start):
+    """lambda differs across units by more than 1 % of its start, and the atoms that code more (larger or
+    more frequent units) end with the lower lambda (rank correlation below -0.7)."""
+    from scipy.stats import spearmanr
+
+    lam = model.lam.detach().numpy()
+    assert np.ptp(lam) > 0.01 * float(np.mean(lam_start)), f"every unit kept about one lambda: {lam}"
+    n = window_samples(params, pre.recording.get_sampling_frequency(), model.dictionary.shape[-1])
+    with torch.no_grad():
+        z, _ = model(torch.from_numpy(sample_windows(pre.recording, 16, n, seed=11)))
+    code_size = z.abs().sum(dim=(0, 2)).numpy()
+    rho = spearmanr(code_size, lam).statistic
+    assert rho < -0.7, (rho, code_size, lam)
 
 
 def test_training_from_a_noisy_dictionary_moves_the_atoms_toward_the_truth(tetrode):
@@ -103,3 +119,29 @@ def test_training_from_a_noisy_dictionary_moves_the_atoms_toward_the_truth(tetro
     assert result.best_step > 0
     assert after_cos > before_cos + 0.01, (before_cos, after_cos)
     assert after_acc >= before_acc - 0.005, (before_acc, after_acc)
+
+
+def test_on_real_noise_training_is_kept_and_lambda_differs_per_unit():
+    """A hybrid on the real locust tetrode: the trained model is kept, scores at least the untrained one on
+    the injected units, and lambda comes out per unit in the order of each atom's code size."""
+    from conftest import SHARED_DATA
+
+    from crsae_sort.bench.hybrid import HYBRID_CASES, make_hybrid, source_path
+
+    if not source_path(HYBRID_CASES["hybrid_locust_a"].source, SHARED_DATA).exists():
+        pytest.skip("the locust recording of ../shared/data is not present")
+    case = make_hybrid("hybrid_locust_a", SHARED_DATA)
+    units = [u for u in case.gt_sorting.unit_ids if case.target_snrs[str(u)] >= 5]
+    params = SortParams.from_dict({"grow_rounds": 0, "num_threads": 2})
+    pre = preprocess(case.recording, params.preprocess, 0)
+    init = initial_dictionary(pre.recording, params.init, 0)
+    n = window_samples(params, pre.recording.get_sampling_frequency(), init.dictionary.shape[-1])
+    untrained = initial_model(init, params, n, torch.device("cpu"))
+    untrained.working_set_screen = params.inference.screen_fraction
+    before = _accuracy(case.recording, case.gt_sorting, pre, untrained, params, units)
+    model, result = _build_and_train(pre, init, params, torch.device("cpu"), False, None)
+    after = _accuracy(case.recording, case.gt_sorting, pre, model, params, units)
+    assert result.best_step > 0, "training was thrown away"
+    assert after >= before - 0.005, (before, after)
+    assert after > 0.9, after
+    _assert_lambda_follows_code_size(model, pre, params, result.history[0]["lam"])

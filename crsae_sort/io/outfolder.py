@@ -20,7 +20,7 @@ from ..errors import InputError, option
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_FORMAT = 4  # version of the files in it (init.pt, trained.pt, training.pt); others are refused
+CHECKPOINT_FORMAT = 5  # version of the files in it (init.pt, trained.pt, training.pt); others are refused
 # (3: the optimizers are crsae_sort.optim.Adam)
 
 

@@ -81,8 +81,14 @@ def lambda_terms(l1: torch.Tensor, n_e: int, lam: torch.Tensor, shape_r: torch.T
 def lambda_closed_form(z: torch.Tensor, shape_r: torch.Tensor | float,
                        rate_delta: torch.Tensor | float) -> torch.Tensor:
     """Minimiser of :func:`lambda_loss`: ``(N_e + r - 1) / (||z_c||_1 + delta)`` ``(C,)``."""
-    n_e = z.shape[0] * z.shape[2]
-    return (n_e + shape_r - 1.0) / (z.abs().sum(dim=(0, 2)) + rate_delta)
+    return lambda_minimiser(z.abs().sum(dim=(0, 2)), z.shape[0] * z.shape[2], shape_r, rate_delta)
+
+
+def lambda_minimiser(l1: torch.Tensor, n_e: int, shape_r: torch.Tensor | float,
+                     rate_delta: torch.Tensor | float) -> torch.Tensor:
+    """Minimiser of :func:`lambda_terms` from each template's ``||z_c||_1`` ``l1`` ``(C,)`` over ``n_e`` code
+    samples: ``(N_e + r - 1) / (||z_c||_1 + delta)`` ``(C,)`` (the M-step for lambda in closed form)."""
+    return (n_e + shape_r - 1.0) / (l1 + rate_delta)
 
 
 def universal_lambda(n_atoms: int, n_codes: int, noise_std: float = 1.0) -> float:
@@ -90,7 +96,21 @@ def universal_lambda(n_atoms: int, n_codes: int, noise_std: float = 1.0) -> floa
     return math.sqrt(2.0 * math.log(max(n_atoms * n_codes, 2))) / noise_std
 
 
-def gamma_prior(lam0: torch.Tensor, n_e: int, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gamma(r, delta) prior with mean ``r / delta = lam0`` and ``r = strength * N_e`` pseudo-samples."""
+def gamma_prior(lam0: torch.Tensor, n_e: int, strength: float,
+                code_l1: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gamma(r, delta) prior on each lambda_c, ``r = strength * N_e`` pseudo-samples, whose lambda step has
+    its minimiser at ``lam0`` for an atom of the start's mean code size:
+
+    ``delta_c = (N_e + r - 1) / lam0_c - code_l1``,  so  ``(N_e + r - 1) / (||z_c||_1 + delta_c) = lam0_c``
+    when ``||z_c||_1 = code_l1`` (the mean over atoms of ``||z_c||_1`` over ``N_e`` code samples at the start).
+
+    An atom that codes more than the mean then gets a lower lambda, one that codes less a higher one:
+    ``lambda_c / lam0_c = 1 / (1 + lam0_c (||z_c||_1 - code_l1) / (N_e + r - 1))``; ``strength`` narrows
+    the spread. (With delta = r / lam0, the prior's mean at lam0, the step's minimiser sits near
+    ``(1 + 1 / strength) lam0`` for every sparse atom alike: the codes' zeros are data to the exponential.)
+    ``delta_c`` is kept above ``1e-3 (N_e + r - 1) / lam0_c`` (lambda at most 1000 lam0).
+    """
     shape_r = torch.full_like(lam0, strength * n_e)
-    return shape_r, shape_r / lam0
+    scale = n_e + shape_r - 1.0
+    rate_delta = torch.clamp(scale / lam0 - code_l1, min=1e-3 * scale / lam0)
+    return shape_r, rate_delta
