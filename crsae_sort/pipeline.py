@@ -25,7 +25,7 @@ from .grow import MAX_CHANNELS as GROW_MAX_CHANNELS
 from .grow import grow
 from .infer import detect_spikes
 from .init_dictionary import channel_locations_um, initial_dictionary
-from .io import outfolder, results
+from .io import checkpoints, outfolder, results
 from .params import SortParams
 from .postprocess import SortResult, build_result, combine_groups
 from .preprocess import cache_base, check_cache_room, preprocess
@@ -239,19 +239,17 @@ def _sort_groups(recording, run: _Run) -> SortResult:
 
 
 def _cached(folder: Path | None, name: str, compute):
-    """``compute()``, saved to ``folder/name`` once done, and read back from there when resuming."""
+    """``compute()``, saved to ``folder/name`` once done, and read back from there when resuming (as plain
+    tensors and containers: :mod:`crsae_sort.io.checkpoints`)."""
     if folder is None:
         return compute()
     path = folder / name
     if path.exists():
-        blob = torch.load(path, weights_only=False)
-        if not isinstance(blob, dict) or blob.get("format") != outfolder.CHECKPOINT_FORMAT:
-            again = option("resume=False, overwrite=True", "without --resume, with --overwrite")
-            raise InputError(f"checkpoint {path} was written by another version of crsae-sort; sort again {again}")
+        value = checkpoints.load(path)
         logger.info("resuming: %s read from the checkpoint", name)
-        return blob["value"]
+        return value
     value = compute()
-    results.save_torch(dict(format=outfolder.CHECKPOINT_FORMAT, value=value), path)
+    checkpoints.save(path, value)
     return value
 
 

@@ -30,9 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError, option
-from .io.outfolder import CHECKPOINT_FORMAT
-from .io.results import save_torch
+from .io import checkpoints
 from .model.crsae import CRsAE
 from .model.gradients import edge_samples, encoder_loss, get_dictionary_gradient
 from .model.losses import gamma_prior, interior, lambda_minimiser, lambda_terms, universal_lambda
@@ -289,17 +287,12 @@ def _evaluate(st: _State, model: CRsAE, judge: "_Judge", train_loss: float, pati
 
 def _save(path: Path, st: _State, model, opt_dict, gen) -> None:
     """Write the checkpoint atomically (a killed write leaves the previous one intact)."""
-    blob = dict(format=CHECKPOINT_FORMAT, state=st.__dict__, model=model.state_dict(),
-                opt_dict=opt_dict.state_dict(), gen=gen.get_state())
-    save_torch(blob, path)
+    checkpoints.save(path, dict(state=st.__dict__, model=model.state_dict(), opt_dict=opt_dict.state_dict(),
+                                gen=gen.get_state()))
 
 
 def _load(path: Path, model, opt_dict, gen) -> _State:
-    blob = torch.load(path, map_location=model.dictionary.device, weights_only=False)
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        again = option("resume=False, overwrite=True", "without --resume, with --overwrite")
-        raise InputError(f"training checkpoint {path} was written by another version of crsae-sort; sort again "
-                         f"{again}")
+    blob = checkpoints.load(path, model.dictionary.device)
     model.load_state_dict(blob["model"])
     opt_dict.load_state_dict(blob["opt_dict"])
     gen.set_state(blob["gen"].cpu())

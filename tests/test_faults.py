@@ -13,6 +13,7 @@ from crsae_sort.model.crsae import CRsAE
 from crsae_sort.model.encoders.fista import Fista
 
 from crsae_sort import InputError, sort
+from crsae_sort.io import checkpoints
 from crsae_sort.io.outfolder import partial_path
 from crsae_sort.io.reading import open_recording
 
@@ -43,7 +44,7 @@ def test_killed_run_resumes_to_the_same_spikes(short_folder, tmp_path):
     assert checkpoint.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no checkpoint in time"
     proc.kill()
     proc.wait()
-    killed_at = torch.load(checkpoint, weights_only=False)["state"]["step"]
+    killed_at = checkpoints.load(checkpoint)["state"]["step"]
     assert killed_at < 18  # killed mid-training (18 steps in all)
     assert not target.exists()  # nothing that looks finished
     assert list(partial_path(target).glob("crsae_cache_*"))  # the killed run's scratch folder (disk cache) stayed
@@ -81,7 +82,7 @@ def test_interrupted_run_resumes_to_the_same_spikes(short_folder, tmp_path, monk
         sort(recording, target, STOP_PARAMS, progress=False)
     monkeypatch.setattr(train, "_save", save)
     checkpoint = partial_path(target) / "checkpoint" / "training.pt"
-    assert torch.load(checkpoint, weights_only=False)["state"]["step"] == 4  # stopped mid-training (8 steps)
+    assert checkpoints.load(checkpoint)["state"]["step"] == 4  # stopped mid-training (8 steps)
     assert not target.exists()  # nothing that looks finished
     with pytest.raises(InputError, match="pass resume=True to continue it"):
         sort(recording, target, STOP_PARAMS, progress=False)
@@ -93,6 +94,69 @@ def test_interrupted_run_resumes_to_the_same_spikes(short_folder, tmp_path, monk
     assert resumed.training.n_steps == reference.training.n_steps == 8
     assert np.array_equal(resumed.spikes, reference.spikes)
     assert torch.equal(resumed.model.dictionary, reference.model.dictionary)
+
+
+class _Planted:
+    """What a crafted pickle does: its loading calls a function of the attacker's choice (here: mkdir)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+def test_a_planted_checkpoint_is_refused_without_running_it(short_folder, tmp_path, monkeypatch):
+    """An interrupted run's checkpoints are read as plain tensors and containers: a checkpoint replaced by a
+    pickle that would run code (in a shared output folder, say) is refused on resume, its code never runs,
+    and the refusal says how to start again."""
+    import crsae_sort.train as train
+
+    save = train._save
+
+    def save_then_stop(path, st, *args):
+        save(path, st, *args)
+        raise KeyboardInterrupt
+
+    recording = open_recording(short_folder)
+    target = tmp_path / "stopped"
+    monkeypatch.setattr(train, "_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        sort(recording, target, STOP_PARAMS, progress=False)
+    monkeypatch.setattr(train, "_save", save)
+    folder = partial_path(target) / "checkpoint"
+    assert checkpoints.load(folder / "init.pt").dictionary.dtype == np.float32  # what the run wrote reads back
+    marker = tmp_path / "code_ran"
+    torch.save(dict(format=checkpoints.CHECKPOINT_FORMAT, value=_Planted(marker)), folder / "init.pt")
+    with pytest.raises(InputError, match="cannot be read as plain tensors.*resume=False, overwrite=True"):
+        sort(recording, target, STOP_PARAMS, resume=True, progress=False)
+    assert not marker.exists()
+
+
+def test_checkpoint_values_round_trip():
+    """Every kind of value a stage caches comes back equal: arrays (dtype kept), dataclasses, a model."""
+    from crsae_sort.grow import GrowthResult
+    from crsae_sort.init_dictionary import InitialDictionary
+    from crsae_sort.summary import GrownAtom
+    from crsae_sort.train import TrainingResult
+
+    init = InitialDictionary(np.ones((2, 4, 9), np.float32), np.array([3.0, 4.0]), 3, 100, [60, 40],
+                             peak_channels=np.array([0, 2]), method="local")
+    model = CRsAE(torch.nn.functional.normalize(torch.randn(2, 4, 9), dim=(1, 2)), torch.tensor([3.0, 4.5]), 7)
+    training = TrainingResult([dict(step=0, lam=[3.0, 4.5], kept=True)], 0, 5, 1.5)
+    atom = GrownAtom(**{f.name: (1 if f.type in ("int", int) else 0.5) for f in __import__("dataclasses").fields(GrownAtom)})
+    growth = GrowthResult([atom], 2, [10, 3], 2.0)
+    back = checkpoints.decode(checkpoints.encode(dict(init=init, trained=(model, training), grown=(model, growth),
+                                                      perm=np.arange(5), n=np.int64(3))))
+    assert back["init"].dictionary.dtype == np.float32 and np.array_equal(back["init"].dictionary, init.dictionary)
+    assert np.array_equal(back["init"].peak_channels, [0, 2]) and back["init"].cluster_sizes == [60, 40]
+    assert back["init"].method == "local" and back["init"].outside_energy is None
+    model_back, training_back = back["trained"]
+    assert torch.equal(model_back.dictionary, model.dictionary) and torch.allclose(model_back.lam, model.lam)
+    assert training_back == training and back["grown"][1] == growth
+    assert back["perm"].dtype == np.int64 and back["n"] == 3 and isinstance(back["n"], int)
 
 
 def test_resume_without_an_interrupted_run_is_refused(short_folder, tmp_path):
