@@ -145,6 +145,7 @@ def test_checkpoint_values_round_trip():
     init = InitialDictionary(np.ones((2, 4, 9), np.float32), np.array([3.0, 4.0]), 3, 100, [60, 40],
                              peak_channels=np.array([0, 2]), method="local")
     model = CRsAE(torch.nn.functional.normalize(torch.randn(2, 4, 9), dim=(1, 2)), torch.tensor([3.0, 4.5]), 7)
+    model.working_set_screen = 0.8
     training = TrainingResult([dict(step=0, lam=[3.0, 4.5], kept=True)], 0, 5, 1.5)
     atom = GrownAtom(**{f.name: (1 if f.type in ("int", int) else 0.5) for f in __import__("dataclasses").fields(GrownAtom)})
     growth = GrowthResult([atom], 2, [10, 3], 2.0)
@@ -155,6 +156,7 @@ def test_checkpoint_values_round_trip():
     assert back["init"].method == "local" and back["init"].outside_energy is None
     model_back, training_back = back["trained"]
     assert torch.equal(model_back.dictionary, model.dictionary) and torch.allclose(model_back.lam, model.lam)
+    assert model_back.working_set_screen == 0.8 and model_back.lipschitz == model.lipschitz
     assert training_back == training and back["grown"][1] == growth
     assert back["perm"].dtype == np.int64 and back["n"] == 3 and isinstance(back["n"], int)
 

@@ -7,7 +7,8 @@ subset (:func:`encode`) and rebuilt from it (:func:`decode`):
 
 * a numpy array becomes ``{"__kind__": "ndarray", "data": tensor}`` (its dtype kept), a numpy scalar a
   Python number;
-* a CRsAE becomes ``{"__kind__": "crsae", "state": model.to_state()}`` (rebuilt by ``CRsAE.from_state``);
+* a CRsAE becomes ``{"__kind__": "crsae", "state": model.to_state(), "working_set_screen": ...}`` (rebuilt
+  by ``CRsAE.from_state``);
 * a dataclass of :func:`_kinds` becomes ``{"__kind__": "dataclass", "name": ..., "fields": {...}}``, rebuilt
   by calling that class on its fields (no other class is ever built);
 * tuples, lists and dicts are encoded item by item.
@@ -48,7 +49,7 @@ def encode(value):
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, CRsAE):
-        return {KIND: "crsae", "state": value.to_state()}
+        return {KIND: "crsae", "state": value.to_state(), "working_set_screen": float(value.working_set_screen)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         name = type(value).__name__
         if _kinds().get(name) is not type(value):
@@ -82,7 +83,9 @@ def decode(value, device: torch.device | str = "cpu"):
     if kind == "crsae":
         from ..model.crsae import CRsAE
 
-        return CRsAE.from_state(value["state"], device)
+        model = CRsAE.from_state(value["state"], device)
+        model.working_set_screen = value["working_set_screen"]  # how training encodes (set per run, not saved)
+        return model
     if kind == "dataclass" and value.get("name") in _kinds():
         return _kinds()[value["name"]](**{k: decode(v, device) for k, v in value["fields"].items()})
     raise ValueError(f"unknown entry {kind!r} {value.get('name', '')}")
