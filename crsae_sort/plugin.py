@@ -16,6 +16,7 @@ from pathlib import Path
 from spikeinterface.sorters.basesorter import BaseSorter
 
 from .errors import InputError
+from .io import descriptions
 from .params import SortParams, default_params, describe
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class CrsaeSorter(BaseSorter):
         if not folder.exists():
             raise FileNotFoundError(f"{folder} does not exist: the crsae sort did not finish; see "
                                     "spikeinterface_log.json beside sorter_output/")
+        descriptions.check_folder(folder)
         return load(folder)
 
 

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError, option
+from . import descriptions
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ def _read_known(path: Path, stream: str | None):
 
     if path.is_dir():
         if any((path / f).exists() for f in ("si_folder.json", "binary.json", "spikeinterface_info.json")):
+            descriptions.check_folder(path)
             return sc.load(path)
         name = _neo_name_for_folder(path)
         if name is not None:
@@ -217,11 +219,13 @@ def _read_known(path: Path, stream: str | None):
 
 
 def _load_description(path: Path):
-    """A recording described by a SpikeInterface ``.json``/``.pkl`` (``recording.dump(...)``)."""
+    """A recording described by a SpikeInterface ``.json`` (``recording.dump_to_json(...)``; a ``.pkl`` is refused:
+    :mod:`crsae_sort.io.descriptions`)."""
     import json
 
     import spikeinterface.core as sc
 
+    descriptions.check_file(path)  # a pickle is refused; a JSON description must build SpikeInterface objects
     if path.suffix == ".json":
         try:
             described = json.loads(path.read_text(encoding="utf-8"))

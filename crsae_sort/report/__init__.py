@@ -21,6 +21,7 @@ from . import html as markup
 from .describe import describe_recording, plain_ids  # noqa: F401  (plain_ids: part of the report's API)
 from .quality import quality_section
 from ..errors import InputError
+from ..io import descriptions
 from ..summary import Summary
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def build_report(output_folder: str | Path, *, recording=None, ground_truth=None
     out.mkdir(exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
+    descriptions.check_folder(folder / "sorting")
     sorting = si.load(folder / "sorting")
     spikes = np.load(folder / "spikes.npy")
     templates_uv = np.load(folder / "templates.npy")
@@ -97,6 +99,10 @@ def _recording(folder: Path, summary: Summary):
         raise InputError(f"{folder} has no recording.json (the sorted recording could not be described as "
                          f"JSON); {fix}")
     try:
+        descriptions.check_file(path)
+    except InputError as exc:
+        raise InputError(f"{exc}; {fix}") from exc
+    try:
         return si.load(path)
     except Exception as exc:  # moved or deleted files, missing extractor dependency
         raise InputError(f"cannot reopen the recording described in {path}: {exc}; {fix}") from exc
@@ -113,6 +119,10 @@ def _check_recording(recording, summary: Summary) -> None:
 def _load_sorting(path: Path):
     import spikeinterface as si
 
+    if path.is_dir():
+        descriptions.check_folder(path)
+    elif path.exists():
+        descriptions.check_file(path)
     try:
         return si.load(path)
     except Exception as exc:
