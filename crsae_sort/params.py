@@ -116,10 +116,9 @@ class ModelParams:
     positive_codes: bool = _p(True, "One-sided shrinkage (non-negative spike amplitudes).")
     lambda_scale: float = _p(1.0, "Initial lambda as a multiple of the universal threshold sqrt(2 log(C N)).",
                              "", 0.05, 20.0)
-    lambda_prior_strength: float = _p(1.0, "Gamma-prior pseudo-samples per code sample (r / N_e). Training moves "
-                                      "each lambda away from its start as its atom codes more (lower) or less "
-                                      "(higher) than the mean atom; larger keeps every lambda closer to its start.",
-                                      "", 0.0, 1e6)
+    lambda_prior_strength: float = _p(1.0, "Gamma-prior pseudo-samples per code sample (r / N_e): lambda falls for "
+                                      "atoms coding more than the mean atom, rises for those coding less; larger "
+                                      "keeps every lambda closer to its start.", "", 0.0, 1e6)
     dictionary_gradient: str = _p("ae-ls", "How the dictionary's gradient is taken: 'ae-ls' backpropagates "
                                   "1/2 ||y - H z_T||^2 through the unrolled encoder (the CRsAE rule); 'ae-lasso' "
                                   "backpropagates the lasso objective through it; 'dec' detaches z_T first "

@@ -11,8 +11,8 @@ al. 2020):
 2. lambda: the M-step in closed form, the minimiser of the Gamma-prior loss with ``z_T`` treated as data,
    over the codes of every mini-batch so far (online EM: each template's ``||z_c||_1`` and the code
    samples are summed across batches; :func:`~crsae_sort.model.losses.lambda_minimiser`). Adam steps on
-   ``log lambda`` moved every lambda by ~2 % a step, more than the units' minimisers differ (1-6 %), so
-   lambda ended where the mini-batches' noise left it.
+   ``log lambda`` moved every lambda by ~2 % a step, more than the units' minimisers differ (1.7 % across
+   hybrid_locust_a's atoms), so lambda ended where the mini-batches' noise left it.
 
 10 % of the windows are held out and judged by the objective both M-steps descend, the negative log
 posterior at the encoder's codes (:func:`~crsae_sort.model.losses.map_objective`); the reconstruction
@@ -31,12 +31,14 @@ import numpy as np
 import torch
 
 from .io import checkpoints
+from .io.checkpoints import checkpointed
 from .model.crsae import CRsAE
-from .model.gradients import edge_samples, encoder_loss, get_dictionary_gradient
-from .model.losses import gamma_prior, interior, lambda_minimiser, lambda_terms, universal_lambda
+from .model.gradients import encoder_loss, get_dictionary_gradient
+from .model.losses import gamma_prior, lambda_minimiser, universal_lambda
 from .oom import run_in_parts
 from .optim import Adam
 from .params import SortParams, TrainParams
+from .selection import Judge
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ def initial_model(init, params: SortParams, n_window: int, device: torch.device,
 LOCAL_MAX_SHARE = 0.25  # local atoms only when each keeps at most a quarter of the channels on average
 
 
+@checkpointed
 @dataclass
 class TrainingResult:
     history: list[dict] = field(default_factory=list)   # one row per evaluation
@@ -151,9 +154,9 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
         groups.append(dict(params=learned, lr=params.encoder_learning_rate))
     opt_dict = Adam(groups)
     batch = min(params.batch_size, len(train_set))
-    n_batches = len(train_set) // batch  # full batches only: N_e is the same in every lambda step
+    n_batches = len(train_set) // batch  # full batches only
     lam0 = model.lam.detach().clone()
-    judge = _Judge(val)
+    judge = Judge(val)
     start = judge.measure(model)
     code_l1 = float(start.l1.mean()) / start.n_e  # the start's mean code size per code sample
 
@@ -272,7 +275,7 @@ class _State:
     n_codes: int = 0                            # the code samples they were summed over
 
 
-def _evaluate(st: _State, model: CRsAE, judge: "_Judge", train_loss: float, patience: int) -> None:
+def _evaluate(st: _State, model: CRsAE, judge: Judge, train_loss: float, patience: int) -> None:
     held_out = judge(model)
     st.history.append(dict(step=st.step, train_loss=train_loss, **held_out, lam=model.lam.detach().cpu().tolist()))
     logger.debug("step %d: train %.5f held-out objective %.5f, reconstruction %.5f", st.step, train_loss,
@@ -297,46 +300,6 @@ def _load(path: Path, model, opt_dict, gen) -> _State:
     opt_dict.load_state_dict(blob["opt_dict"])
     gen.set_state(blob["gen"].cpu())
     return _State(**blob["state"])
-
-
-@dataclass
-class _Measured:
-    """One encoder pass over the held-out windows: the interior fit ``1/2 ||y - H z_T||^2``, each atom's
-    ``||z_c||_1`` ``(C,)`` and the number of code samples ``n_e`` they were summed over."""
-    fit: float
-    l1: torch.Tensor
-    n_e: int
-
-
-class _Judge:
-    """The held-out windows ``val`` ``(n, M, N)`` and their Gamma prior ``(shape_r, rate_delta)``: scores a
-    model by ``val_objective`` (:func:`~crsae_sort.model.losses.map_objective`, the selection rule) and
-    ``val_loss`` (the interior reconstruction ``1/2 ||y - H z_T||^2`` alone, reported)."""
-
-    def __init__(self, val: torch.Tensor, prior: tuple[torch.Tensor, torch.Tensor] | None = None):
-        self.val, self.prior = val, prior
-
-    @torch.no_grad()
-    def measure(self, model: CRsAE) -> _Measured:
-        edge = edge_samples(model)
-
-        def part_terms(part):  # in parts on GPU out-of-memory; lambda's terms need the l1 over all parts
-            z, y_hat = model(part)
-            return (0.5 * float(interior(part - y_hat, edge).double().pow(2).sum()), z.abs().sum(dim=(0, 2)).double(),
-                    z.shape[2] * len(part))
-
-        parts, _ = run_in_parts(part_terms, self.val, what="the held-out windows")
-        return _Measured(sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts))
-
-    def score(self, model: CRsAE, m: _Measured) -> dict:
-        shape_r, rate_delta = self.prior
-        lam = model.lam.detach().double()
-        lam_terms = float(lambda_terms(m.l1.to(lam.device), m.n_e, lam, shape_r.double(), rate_delta.double()))
-        interior_elements = interior(self.val[:1], edge_samples(model)).numel() * len(self.val)
-        return dict(val_objective=(m.fit + lam_terms) / self.val.numel(), val_loss=m.fit / interior_elements)
-
-    def __call__(self, model: CRsAE) -> dict:
-        return self.score(model, self.measure(model))
 
 
 def _bar(total: int, enabled: bool, initial: int = 0):

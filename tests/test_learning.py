@@ -19,7 +19,8 @@ from crsae_sort.model.losses import gamma_prior, map_objective
 from crsae_sort.params import SortParams
 from crsae_sort.pipeline import _build_and_train
 from crsae_sort.preprocess import preprocess
-from crsae_sort.train import _Judge, initial_model, sample_windows, window_samples
+from crsae_sort.selection import Judge
+from crsae_sort.train import initial_model, sample_windows, window_samples
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_the_held_out_objective_is_the_map_objective_of_the_windows(tetrode):
     model = initial_model(init, params, n, torch.device("cpu"))
     val = torch.from_numpy(sample_windows(pre.recording, 8, n, seed=3))
     r, delta = gamma_prior(model.lam.detach(), 8 * (n - init.dictionary.shape[-1] + 1), 10.0)
-    judged = _Judge(val, (r, delta))(model)
+    judged = Judge(val, (r, delta))(model)
     with torch.no_grad():
         z, y_hat = model(val)
         expected = float(map_objective(val, y_hat, z, model.lam, r, delta, edge_samples(model)))
