@@ -39,6 +39,7 @@ import torch
 
 from .assign import alike_atoms
 from .infer import above_floor, code_peaks, encode_screened, peak_offsets, working_set_table
+from .io.checkpoints import checkpointed
 from .init_dictionary import channel_locations_um, cluster_snippets, detect_and_cut, random_slices
 from .model.crsae import CRsAE
 from .model.losses import universal_lambda
@@ -58,6 +59,7 @@ MAX_CHANNELS = 64         # growth clusters residual snippets on all channels at
 RETRAIN_SHARE = 4         # brief retraining: at most n_windows / this windows (and 4 batches), grow_epochs passes
 
 
+@checkpointed
 @dataclass
 class GrowthResult:
     """What growth did: the atoms it added (with their evidence) and the rounds it ran."""

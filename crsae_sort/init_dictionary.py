@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError, option
+from .io.checkpoints import checkpointed
 from .params import InitParams
 from .groups import align_troughs, density_groups, principal_features, two_modes
 from .units import REFRACTORY, UNKNOWN, same_unit, similarity_and_ratio, trains_relation
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 CHUNK_S = 1.0
 
 
+@checkpointed
 @dataclass
 class InitialDictionary:
     dictionary: np.ndarray      # (n_atoms, n_channels, n_times_atom), unit-norm atoms

@@ -11,7 +11,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .io.checkpoints import checkpointed
 
+
+@checkpointed
 @dataclass
 class GrownAtom:
     """An atom added by growth (:mod:`crsae_sort.grow`): from the residual ``y - H z``, or split off an atom

@@ -135,7 +135,7 @@ def test_a_planted_checkpoint_is_refused_without_running_it(short_folder, tmp_pa
     assert not marker.exists()
 
 
-def test_checkpoint_values_round_trip():
+def test_checkpoint_values_round_trip(tmp_path):
     """Every kind of value a stage caches comes back equal: arrays (dtype kept), dataclasses, a model."""
     from crsae_sort.grow import GrowthResult
     from crsae_sort.init_dictionary import InitialDictionary
@@ -149,8 +149,9 @@ def test_checkpoint_values_round_trip():
     training = TrainingResult([dict(step=0, lam=[3.0, 4.5], kept=True)], 0, 5, 1.5)
     atom = GrownAtom(**{f.name: (1 if f.type in ("int", int) else 0.5) for f in __import__("dataclasses").fields(GrownAtom)})
     growth = GrowthResult([atom], 2, [10, 3], 2.0)
-    back = checkpoints.decode(checkpoints.encode(dict(init=init, trained=(model, training), grown=(model, growth),
-                                                      perm=np.arange(5), n=np.int64(3))))
+    checkpoints.save(tmp_path / "c.pt", dict(init=init, trained=(model, training), grown=(model, growth),
+                                             perm=np.arange(5), n=np.int64(3), x=np.float64(2.5)))
+    back = checkpoints.load(tmp_path / "c.pt")  # through torch.load(weights_only=True)
     assert back["init"].dictionary.dtype == np.float32 and np.array_equal(back["init"].dictionary, init.dictionary)
     assert np.array_equal(back["init"].peak_channels, [0, 2]) and back["init"].cluster_sizes == [60, 40]
     assert back["init"].method == "local" and back["init"].outside_energy is None
@@ -159,6 +160,7 @@ def test_checkpoint_values_round_trip():
     assert model_back.working_set_screen == 0.8 and model_back.lipschitz == model.lipschitz
     assert training_back == training and back["grown"][1] == growth
     assert back["perm"].dtype == np.int64 and back["n"] == 3 and isinstance(back["n"], int)
+    assert type(back["x"]) is float and back["x"] == 2.5
 
 
 def test_resume_without_an_interrupted_run_is_refused(short_folder, tmp_path):

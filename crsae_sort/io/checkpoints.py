@@ -9,7 +9,7 @@ subset (:func:`encode`) and rebuilt from it (:func:`decode`):
   Python number;
 * a CRsAE becomes ``{"__kind__": "crsae", "state": model.to_state(), "working_set_screen": ...}`` (rebuilt
   by ``CRsAE.from_state``);
-* a dataclass of :func:`_kinds` becomes ``{"__kind__": "dataclass", "name": ..., "fields": {...}}``, rebuilt
+* a dataclass decorated with :func:`checkpointed` becomes ``{"__kind__": "dataclass", "name": ..., "fields": {...}}``, rebuilt
   by calling that class on its fields (no other class is ever built);
 * tuples, lists and dicts are encoded item by item.
 """
@@ -22,38 +22,37 @@ import numpy as np
 import torch
 
 from ..errors import InputError, option
+from ..model.crsae import CRsAE
 from .outfolder import CHECKPOINT_FORMAT
 from .results import save_torch
 
 KIND = "__kind__"
 
 
-def _kinds() -> dict[str, type]:
-    """The dataclasses a checkpoint may hold, by name (imported here: the stages import this module)."""
-    from ..grow import GrowthResult
-    from ..init_dictionary import InitialDictionary
-    from ..summary import GrownAtom
-    from ..train import TrainingResult
+_KINDS: dict[str, type] = {}
 
-    return {cls.__name__: cls for cls in (InitialDictionary, TrainingResult, GrowthResult, GrownAtom)}
+
+def checkpointed(cls: type) -> type:
+    """Class decorator: the dataclass ``cls`` may be stored in a checkpoint and rebuilt from one (by name;
+    no other class is ever built from a checkpoint)."""
+    _KINDS[cls.__name__] = cls
+    return cls
 
 
 def encode(value):
     """``value`` in the subset ``torch.load(weights_only=True)`` reads (see the module docstring)."""
-    from ..model.crsae import CRsAE
-
+    if isinstance(value, np.generic):  # before float: np.float64 is a float, but pickles as a numpy object
+        return value.item()
     if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.ndarray):
         return {KIND: "ndarray", "data": torch.from_numpy(np.ascontiguousarray(value))}
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, CRsAE):
         return {KIND: "crsae", "state": value.to_state(), "working_set_screen": float(value.working_set_screen)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         name = type(value).__name__
-        if _kinds().get(name) is not type(value):
-            raise TypeError(f"{name} is not a checkpoint kind; add it to crsae_sort.io.checkpoints._kinds")
+        if _KINDS.get(name) is not type(value):
+            raise TypeError(f"{name} is not a checkpoint kind; decorate it with crsae_sort.io.checkpoints.checkpointed")
         return {KIND: "dataclass", "name": name,
                 "fields": {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, tuple):
@@ -81,13 +80,11 @@ def decode(value, device: torch.device | str = "cpu"):
     if kind == "ndarray":
         return value["data"].numpy()
     if kind == "crsae":
-        from ..model.crsae import CRsAE
-
         model = CRsAE.from_state(value["state"], device)
         model.working_set_screen = value["working_set_screen"]  # how training encodes (set per run, not saved)
         return model
-    if kind == "dataclass" and value.get("name") in _kinds():
-        return _kinds()[value["name"]](**{k: decode(v, device) for k, v in value["fields"].items()})
+    if kind == "dataclass" and value.get("name") in _KINDS:
+        return _KINDS[value["name"]](**{k: decode(v, device) for k, v in value["fields"].items()})
     raise ValueError(f"unknown entry {kind!r} {value.get('name', '')}")
 
 
