@@ -111,7 +111,31 @@ def test_seed_sweep_pools_units_and_resumes_finished_rows(tmp_path):
     assert s["min"] == 0.2 and s["median"] == 0.7 and abs(s["mean"] - 0.65) < 1e-12
     assert (s["missed_snr7"], s["units_snr7"], s["false_positive"]) == (1, 2, 2)
     assert s["wall_s"] == 15.0 and s["grow_s"] == 1.0
+    assert s["missed"] == [dict(seed=2, unit="0", snr=9.0, accuracy=0.2, rate_hz=None)]  # each miss, listed
     assert finished_rows(tmp_path / "nothing_here", 300.0) == {}
+
+
+def test_wider_sweep_draws_its_rates_and_keeps_its_rows_apart(tmp_path):
+    """--varied: each seed draws its own rates (2-30 Hz) and noise from its seed alone; its rows and the
+    default sweep's never mix, and a miss is reported with the unit's rate."""
+    import json
+
+    from crsae_sort.bench.sweep import ROWS, VARIED_NOISE_UV, finished_rows, markdown, summarise, varied_case
+
+    kwargs, drawn = varied_case(7)
+    assert varied_case(7)[1] == drawn and varied_case(8)[1] != drawn
+    assert len(drawn["rates_hz"]) == 6 and all(2.0 <= r <= 30.0 for r in drawn["rates_hz"])
+    assert VARIED_NOISE_UV[0] <= kwargs["noise_kwargs"]["noise_levels"] == drawn["noise_uv"] <= VARIED_NOISE_UV[1]
+    row = dict(seed=7, label="crsae", duration_s=60.0, status="ok", false_positive=0, redundant=0, wall_s=5.0,
+               units={"0": dict(snr=12.0, accuracy=0.1), "1": dict(snr=8.0, accuracy=0.99)},
+               rates_hz={"0": 2.5, "1": 20.0})
+    (tmp_path / ROWS).write_text(json.dumps(dict(row, varied=True)) + "\n" + json.dumps(dict(row, seed=1)))
+    assert list(finished_rows(tmp_path, 60.0, varied=True)) == [(7, "crsae")]
+    assert list(finished_rows(tmp_path, 60.0)) == [(1, "crsae")]
+    s = summarise([row])
+    report = dict(command="x", seeds=[7], duration_s=60.0, hardware="h", load_before=0.1, load_after=0.2,
+                  total_s=5.0, summary={"crsae": s})
+    assert "seed 7 unit 0 (SNR 12.0, 2.5 Hz, accuracy 0.10)" in markdown(report)
 
 
 def test_seed_sweep_reports_a_stopped_sweep_without_sorting(tmp_path):
