@@ -9,8 +9,8 @@ subset (:func:`encode`) and rebuilt from it (:func:`decode`):
   Python number;
 * a CRsAE becomes ``{"__kind__": "crsae", "state": model.to_state(), "working_set_screen": ...}`` (rebuilt
   by ``CRsAE.from_state``);
-* a dataclass decorated with :func:`checkpointed` becomes ``{"__kind__": "dataclass", "name": ..., "fields": {...}}``, rebuilt
-  by calling that class on its fields (no other class is ever built);
+* a dataclass decorated with :func:`checkpointed` becomes ``{"__kind__": "dataclass", "name": ...,
+  "fields": {...}}``, rebuilt by calling that class on its fields (no other class is ever built);
 * tuples, lists and dicts are encoded item by item.
 """
 from __future__ import annotations
@@ -27,8 +27,6 @@ from .outfolder import CHECKPOINT_FORMAT
 from .results import save_torch
 
 KIND = "__kind__"
-
-
 _KINDS: dict[str, type] = {}
 
 
