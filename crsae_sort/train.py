@@ -166,7 +166,7 @@ def train(model: CRsAE, windows: np.ndarray, params: TrainParams, *, lambda_prio
     judge.prior = prior(start.n_e)
     first = judge.score(model, start)
     st = _State(best_loss=first["val_objective"], best_state=copy.deepcopy(model.state_dict()),
-                l1_sum=[0.0] * len(lam0))
+                l1_sum=torch.zeros(len(lam0), dtype=torch.float64))
     st.history.append(dict(step=0, train_loss=float("nan"), **first, lam=lam0.cpu().tolist()))
     if checkpoint is not None and checkpoint.exists():
         st = _load(checkpoint, model, opt_dict, gen)
@@ -249,11 +249,9 @@ def _dictionary_gradient(rule, model: CRsAE, y: torch.Tensor, n_micro: int) -> t
 def _lambda_step(st: "_State", model: CRsAE, z: torch.Tensor, prior) -> None:
     """Online EM for lambda: add the batch's codes ``z`` ``(batch, C, n)`` to the running sums, and set
     lambda to the minimiser of the Gamma-prior loss over every code so far."""
-    l1 = z.detach().abs().sum(dim=(0, 2)).double().cpu()
-    st.l1_sum = (torch.tensor(st.l1_sum, dtype=torch.float64) + l1).tolist()
+    st.l1_sum = st.l1_sum + z.detach().abs().sum(dim=(0, 2)).double().cpu()
     st.n_codes += z.shape[0] * z.shape[2]
-    lam = lambda_minimiser(torch.tensor(st.l1_sum, dtype=torch.float64),
-                           st.n_codes, *(p.double().cpu() for p in prior(st.n_codes)))
+    lam = lambda_minimiser(st.l1_sum, st.n_codes, *(p.double().cpu() for p in prior(st.n_codes)))
     with torch.no_grad():
         model.log_lambda.copy_(lam.log().to(model.log_lambda))
 
@@ -271,7 +269,7 @@ class _State:
     batch: int = 0
     perm: np.ndarray | None = None
     history: list = field(default_factory=list)
-    l1_sum: list = field(default_factory=list)  # each template's ||z_c||_1 over every training batch so far
+    l1_sum: torch.Tensor | None = None          # (C,) each template's ||z_c||_1 over every training batch so far
     n_codes: int = 0                            # the code samples they were summed over
 
 

@@ -62,25 +62,31 @@ def test_killed_run_resumes_to_the_same_spikes(short_folder, tmp_path):
     assert torch.equal(resumed.model.dictionary, reference.model.dictionary)
 
 
-def test_interrupted_run_resumes_to_the_same_spikes(short_folder, tmp_path, monkeypatch):
-    """The fast twin of the killed run: a sort stopped (KeyboardInterrupt) right after a training checkpoint
-    keeps its partial folder, a plain rerun refuses it, and resuming gives the spikes and dictionary of an
-    uninterrupted run."""
+def _stop_after_checkpoint(recording, target, monkeypatch, step):
+    """Sort ``recording`` into ``target`` with STOP_PARAMS, stopped (KeyboardInterrupt) right after the training
+    checkpoint of ``step`` (None: the first one) is written; the partial folder stays for a resume."""
     import crsae_sort.train as train
 
     save = train._save
 
     def save_then_stop(path, st, *args):
         save(path, st, *args)
-        if st.step == 4:
+        if step is None or st.step == step:
             raise KeyboardInterrupt
 
-    recording = open_recording(short_folder)
-    target = tmp_path / "stopped"
     monkeypatch.setattr(train, "_save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         sort(recording, target, STOP_PARAMS, progress=False)
     monkeypatch.setattr(train, "_save", save)
+
+
+def test_interrupted_run_resumes_to_the_same_spikes(short_folder, tmp_path, monkeypatch):
+    """The fast twin of the killed run: a sort stopped (KeyboardInterrupt) right after a training checkpoint
+    keeps its partial folder, a plain rerun refuses it, and resuming gives the spikes and dictionary of an
+    uninterrupted run."""
+    recording = open_recording(short_folder)
+    target = tmp_path / "stopped"
+    _stop_after_checkpoint(recording, target, monkeypatch, step=4)
     checkpoint = partial_path(target) / "checkpoint" / "training.pt"
     assert checkpoints.load(checkpoint)["state"]["step"] == 4  # stopped mid-training (8 steps)
     assert not target.exists()  # nothing that looks finished
@@ -112,20 +118,9 @@ def test_a_planted_checkpoint_is_refused_without_running_it(short_folder, tmp_pa
     """An interrupted run's checkpoints are read as plain tensors and containers: a checkpoint replaced by a
     pickle that would run code (in a shared output folder, say) is refused on resume, its code never runs,
     and the refusal says how to start again."""
-    import crsae_sort.train as train
-
-    save = train._save
-
-    def save_then_stop(path, st, *args):
-        save(path, st, *args)
-        raise KeyboardInterrupt
-
     recording = open_recording(short_folder)
     target = tmp_path / "stopped"
-    monkeypatch.setattr(train, "_save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        sort(recording, target, STOP_PARAMS, progress=False)
-    monkeypatch.setattr(train, "_save", save)
+    _stop_after_checkpoint(recording, target, monkeypatch, step=None)
     folder = partial_path(target) / "checkpoint"
     assert checkpoints.load(folder / "init.pt").dictionary.dtype == np.float32  # what the run wrote reads back
     marker = tmp_path / "code_ran"

@@ -85,7 +85,7 @@ def test_lambda_step_is_the_closed_form_over_every_batch_so_far():
                * torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64).view(1, 3, 1) for _ in range(3)]
     lam0 = torch.tensor([2.0, 3.0, 4.0], dtype=torch.float64)
     model = CRsAE(random_dictionary(3, 2, 5, dtype=torch.float64), lam0.clone(), n_iter=5)
-    st = _State(best_loss=0.0, best_state={}, l1_sum=[0.0] * 3)
+    st = _State(best_loss=0.0, best_state={}, l1_sum=torch.zeros(3, dtype=torch.float64))
 
     def prior(n):
         return gamma_prior(lam0, n, 0.5, code_l1=0.1 * n)

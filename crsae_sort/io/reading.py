@@ -225,8 +225,9 @@ def _load_description(path: Path):
 
     import spikeinterface.core as sc
 
-    descriptions.check_file(path)  # a pickle is refused; a JSON description must build SpikeInterface objects
-    if path.suffix == ".json":
+    if path.suffix != ".json":
+        descriptions.check_file(path)  # a pickle is refused: what it builds cannot be known without running it
+    else:
         try:
             described = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -236,6 +237,7 @@ def _load_description(path: Path):
             raise InputError(f"{path} is JSON but not a SpikeInterface recording description (it lacks class, "
                              "module and kwargs); pass a file written by recording.dump_to_json(...), the folder "
                              "of recording.save(...), or the raw data itself")
+        descriptions.check_description(described, path)  # it must build SpikeInterface objects only
     try:
         return sc.load(path)
     except Exception as exc:  # the described files moved, an extractor is missing, ...
