@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> dict:
     (work / "sweep.json").write_text(json.dumps(report, indent=1))
     text = markdown(report)
     emit(text)
-    if not args.no_doc:
-        write_block(DOC, "SWEEP_VARIED" if args.varied else "SWEEP", text,
-                    section=VARIED_SECTION if args.varied else SECTION)
+    if not args.no_doc and args.varied:
+        write_block(DOC, "SWEEP_VARIED", text, section=VARIED_SECTION)
+    elif not args.no_doc:
+        write_block(DOC, "SWEEP", text, section=SECTION)
     emit(f"results in {work}", flush=True)
     return report
